@@ -1,0 +1,149 @@
+/*
+ * cache_schema — the migrations, oldest first.  Migration N takes a file
+ * from user_version N-1 to N.  Never edit a migration that has shipped:
+ * add a new one.
+ *
+ * Times are INTEGER milliseconds since the Unix epoch (UTC).  Statuses are
+ * enum consent_status (0 none, 1 single_opt_in, 2 double_opt_in,
+ * 3 opted_out).
+ */
+#include "cache_p.h"
+
+static const char migration_1[] =
+    /* One row per Dataverse Configuration. */
+    "CREATE TABLE configurations ("
+    "  id              TEXT PRIMARY KEY," /* Dataverse GUID, lower case */
+    "  name            TEXT NOT NULL DEFAULT '',"
+    "  double_opt_in   INTEGER NOT NULL DEFAULT 0,"
+    "  phone_number_id TEXT,"
+    "  waba_id         TEXT,"
+    "  default_region  TEXT,"
+    "  active          INTEGER NOT NULL DEFAULT 1,"
+    "  modified_on     INTEGER,"
+    "  version         INTEGER,"
+    "  sweep_mark      INTEGER NOT NULL DEFAULT 0" /* last full sync seen */
+    ") STRICT;"
+    "CREATE INDEX configurations_by_name ON configurations(name);"
+    "CREATE INDEX configurations_by_phone_number_id"
+    "  ON configurations(phone_number_id);"
+
+    /* Opt-In / Opt-Out Number rows.  Keyed locally so a number consented
+     * over WhatsApp exists before Dataverse has given it an id. */
+    "CREATE TABLE numbers ("
+    "  local_id          INTEGER PRIMARY KEY,"
+    "  dv_id             TEXT UNIQUE," /* NULL until created in Dataverse */
+    "  configuration_id  TEXT NOT NULL,"
+    "  raw_phone         TEXT," /* as typed in Dynamics */
+    "  e164              TEXT," /* NULL: unparseable, kept out of the gate */
+    "  phone_error       TEXT,"
+    "  status            INTEGER NOT NULL DEFAULT 0"
+    "                    CHECK (status BETWEEN 0 AND 3),"
+    "  active            INTEGER NOT NULL DEFAULT 1,"
+    "  status_at         INTEGER NOT NULL DEFAULT 0," /* event time */
+    "  source            TEXT,"
+    "  topics            TEXT,"
+    "  paused_until      INTEGER,"
+    "  modified_on       INTEGER,"
+    "  version           INTEGER,"
+    "  pending_writeback INTEGER NOT NULL DEFAULT 0,"
+    "  sweep_mark        INTEGER NOT NULL DEFAULT 0"
+    ") STRICT;"
+    /* Not unique: one number may be typed into several rows. */
+    "CREATE INDEX numbers_by_phone ON numbers(configuration_id, e164);"
+
+    /* Where each entity's sync stands. */
+    "CREATE TABLE sync_state ("
+    "  entity      TEXT PRIMARY KEY"
+    "              CHECK (entity IN ('configuration', 'number')),"
+    "  delta_link  TEXT," /* next delta starts here; NULL: full sync due */
+    "  resume_link TEXT," /* nextLink of an interrupted full sync */
+    "  sweep_mark  INTEGER NOT NULL DEFAULT 0,"
+    "  pages       INTEGER NOT NULL DEFAULT 0,"
+    "  rows        INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at  INTEGER"
+    ") STRICT;"
+    "INSERT INTO sync_state(entity) VALUES ('configuration'), ('number');"
+
+    /* One row per sync run; the gate's staleness reads the newest ok one. */
+    "CREATE TABLE sync_runs ("
+    "  id          INTEGER PRIMARY KEY,"
+    "  kind        TEXT NOT NULL CHECK (kind IN ('full', 'delta')),"
+    "  started_at  INTEGER NOT NULL,"
+    "  finished_at INTEGER,"
+    "  ok          INTEGER NOT NULL DEFAULT 0,"
+    "  rows        INTEGER NOT NULL DEFAULT 0,"
+    "  error       TEXT"
+    ") STRICT;"
+    "CREATE INDEX sync_runs_ok ON sync_runs(ok, started_at);"
+
+    /* Append-only consent ledger, hash-chained (see ledger.h). */
+    "CREATE TABLE ledger ("
+    "  seq              INTEGER PRIMARY KEY," /* 1, 2, 3, ... no gaps */
+    "  at               INTEGER NOT NULL,"    /* event time */
+    "  recorded_at      INTEGER NOT NULL,"
+    "  configuration_id TEXT NOT NULL,"
+    "  phone            TEXT NOT NULL,"
+    "  from_status      INTEGER NOT NULL,"
+    "  to_status        INTEGER NOT NULL,"
+    "  source           TEXT NOT NULL,"
+    "  evidence         TEXT NOT NULL," /* canonical JSON */
+    "  hash             TEXT NOT NULL"  /* hex SHA-256 */
+    ") STRICT;"
+    "CREATE INDEX ledger_by_phone ON ledger(configuration_id, phone);"
+    "CREATE TABLE ledger_head ("
+    "  id        INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  count     INTEGER NOT NULL,"
+    "  last_hash TEXT"
+    ") STRICT;"
+    "INSERT INTO ledger_head(id, count) VALUES (1, 0);"
+
+    /* Write-backs to Dataverse; the outbox worker is their only reader. */
+    "CREATE TABLE outbox ("
+    "  id               INTEGER PRIMARY KEY,"
+    "  number_local_id  INTEGER NOT NULL,"
+    "  configuration_id TEXT NOT NULL,"
+    "  e164             TEXT NOT NULL,"
+    "  status           INTEGER NOT NULL,"
+    "  event_at         INTEGER NOT NULL,"
+    "  ledger_seq       INTEGER,"
+    "  reason           TEXT NOT NULL," /* local_change | corrective */
+    "  state            TEXT NOT NULL DEFAULT 'pending'"
+    "                   CHECK (state IN ('pending', 'inflight', 'done',"
+    "                                    'dead', 'superseded')),"
+    "  attempts         INTEGER NOT NULL DEFAULT 0,"
+    "  next_attempt_at  INTEGER NOT NULL DEFAULT 0,"
+    "  last_error       TEXT,"
+    "  created_at       INTEGER NOT NULL,"
+    "  updated_at       INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE INDEX outbox_due ON outbox(state, next_attempt_at);"
+    "CREATE INDEX outbox_by_number ON outbox(number_local_id, state);"
+
+    /* Inbound ids already applied (wamid, Dataverse request id): dedupe. */
+    "CREATE TABLE inbound_seen ("
+    "  source  TEXT NOT NULL,"
+    "  id      TEXT NOT NULL,"
+    "  seen_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (source, id)"
+    ") STRICT, WITHOUT ROWID;"
+
+    /* Events that cannot be matched yet; replayed after every sync. */
+    "CREATE TABLE quarantine ("
+    "  id              INTEGER PRIMARY KEY,"
+    "  received_at     INTEGER NOT NULL,"
+    "  source          TEXT NOT NULL,"
+    "  reason          TEXT NOT NULL,"
+    "  hint            TEXT,"          /* phone_number_id, username, ... */
+    "  payload         TEXT NOT NULL," /* the event as JSON, to replay */
+    "  attempts        INTEGER NOT NULL DEFAULT 0,"
+    "  last_attempt_at INTEGER,"
+    "  resolved_at     INTEGER"
+    ") STRICT;"
+    "CREATE INDEX quarantine_open ON quarantine(resolved_at);";
+
+const char *const cache__migrations[] = {
+    migration_1,
+};
+
+const int cache__migration_count =
+    (int)(sizeof(cache__migrations) / sizeof(cache__migrations[0]));

@@ -1,0 +1,37 @@
+/*
+ * caps — every built-in limit on sizes that come from outside, in one place.
+ *
+ * Configurable limits (listener max_body, max_bulk, page_size) live in the
+ * config table; these are the hard ceilings behind them and the limits no
+ * operator should need to change.
+ */
+#ifndef OPTSYNC_CAPS_H
+#define OPTSYNC_CAPS_H
+
+/* Config file: one INI file and one value. */
+#define CAP_CONFIG_FILE_BYTES (1024 * 1024)
+#define CAP_CONFIG_VALUE_BYTES 4096
+/* A secret read from K_file (a PEM private key fits easily). */
+#define CAP_SECRET_FILE_BYTES (64 * 1024)
+
+/* Mapping file (JSON). */
+#define CAP_MAPPING_FILE_BYTES (256 * 1024)
+/* A Dataverse schema name (the platform allows 50; headroom for prefixes). */
+#define CAP_SCHEMA_NAME_BYTES 128
+
+/* Any JSON document we parse: nesting depth (cJSON's own limit is 1000). */
+#define CAP_JSON_DEPTH 64
+/* One OData page: 5000 rows of a few hundred bytes, with headroom. */
+#define CAP_ODATA_PAGE_BYTES (64 * 1024 * 1024)
+/* Token endpoint response. */
+#define CAP_TOKEN_RESPONSE_BYTES (64 * 1024)
+/* Webhook bodies: Meta sends up to 3 MB; the configured max_body may not
+ * exceed this. */
+#define CAP_WEBHOOK_BODY_BYTES (16 * 1024 * 1024)
+
+/* One text field we keep from outside (a phone as typed, a name, a
+ * message body kept as evidence). */
+#define CAP_FIELD_BYTES 4096
+#define CAP_PHONE_INPUT_BYTES 64
+
+#endif

@@ -1,0 +1,191 @@
+/*
+ * config — the INI configuration: one table of keys (config_table.c), one
+ * loader, one place where every value is validated.
+ *
+ * Pipeline position: read once at start-up by main; every other module
+ * receives the typed `struct optsync_config` (borrowed) and never looks at
+ * the file.  Secrets live only in this struct, are wiped on free and are
+ * never printed (config_print redacts by the table's `sensitive` flag).
+ *
+ * Value forms: every secret key K may also be given as K_env (name of an
+ * environment variable) or K_file (path; one trailing newline stripped).
+ * Relative paths are relative to the directory of the config file.
+ * Durations are seconds or carry a unit (30s, 5m, 2h, 7d); sizes take
+ * KiB/MiB/GiB.  Lists are comma-separated.
+ */
+#ifndef OPTSYNC_CONFIG_H
+#define OPTSYNC_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct config_list {
+    char **items; /* owned */
+    size_t count;
+};
+
+struct optsync_config {
+    char *file; /* the file loaded (owned) */
+    char *dir;  /* its directory: base of relative paths (owned) */
+    struct {
+        char *url;         /* no trailing slash */
+        char *api_version; /* "9.2" */
+        int64_t page_size;
+        int64_t timeout;         /* seconds, whole request */
+        int64_t connect_timeout; /* seconds */
+        char *ca_file;           /* NULL: system store */
+    } dataverse;
+    struct {
+        char *authority; /* no trailing slash */
+        char *tenant_id;
+        char *client_id;
+        char *client_secret; /* sensitive */
+        char *certificate;   /* PEM text of the public certificate */
+        char *private_key;   /* sensitive, PEM text */
+        char *scope;         /* default {dataverse.url}/.default */
+    } auth;
+    struct {
+        char *file;
+    } mapping;
+    struct {
+        char *path;
+    } cache;
+    struct {
+        int64_t interval;      /* seconds */
+        int64_t max_staleness; /* seconds */
+    } sync;
+    struct {
+        char *address;
+        int64_t port;
+        char *api_key; /* sensitive */
+        int64_t max_body;
+        int64_t max_bulk;
+    } listener;
+    struct {
+        char *app_secret;   /* sensitive */
+        char *verify_token; /* sensitive */
+    } whatsapp;
+    struct {
+        char *auth; /* header | webhookkey | querystring */
+        char *header_name;
+        char *query_name;
+        char *key; /* sensitive */
+    } dataverse_webhook;
+    struct {
+        char *default_region; /* ISO code or calling code, as given */
+        int64_t double_opt_in_window;
+        struct config_list opt_in_keywords;
+        struct config_list opt_out_keywords;
+        int keywords_builtin;
+        struct config_list opt_in_payloads;
+        struct config_list opt_out_payloads;
+        struct config_list confirm_payloads;
+    } consent;
+    struct {
+        int64_t batch_size;
+        int64_t max_attempts;
+        int64_t max_backoff; /* seconds */
+    } outbox;
+    struct {
+        char *level;
+        char *debug;
+    } log;
+};
+
+/* ---- the key table ------------------------------------------------------ */
+
+enum config_type {
+    CONFIG_STRING,
+    CONFIG_URL,  /* http(s) URL, stored without a trailing slash */
+    CONFIG_PATH, /* relative to the config file's directory */
+    CONFIG_INT,
+    CONFIG_BOOL,
+    CONFIG_DURATION, /* seconds */
+    CONFIG_SIZE,     /* bytes */
+    CONFIG_ENUM,
+    CONFIG_LIST,
+    CONFIG_REGION, /* ISO 3166 code or calling code */
+};
+
+#define CONFIG_SENSITIVE 0x1u /* secret: redacted; K, K_env or K_file */
+#define CONFIG_FROM_FILE 0x2u /* may be given as K_file (and K_env) */
+
+struct config_key {
+    const char *section;
+    const char *name;
+    enum config_type type;
+    const char *default_value; /* text form, as in the file; NULL: unset */
+    int64_t min, max;          /* INT, DURATION, SIZE */
+    const char *choices;       /* ENUM: "a|b|c" */
+    unsigned flags;
+    size_t offset; /* into struct optsync_config */
+    const char *help;
+};
+
+extern const struct config_key config_table[];
+extern const size_t config_table_count;
+
+const struct config_key *config_key_find(const char *section, const char *name);
+
+/* ---- loading --------------------------------------------------------------
+ */
+
+struct config_problem {
+    int is_error;  /* 0: a warning */
+    char *file;    /* owned; NULL when not from a file */
+    int line;      /* 0 when unknown */
+    char *section; /* owned; may be NULL */
+    char *key;     /* owned; may be NULL */
+    char *message; /* owned */
+};
+
+struct config_diag {
+    struct config_problem *items; /* owned */
+    size_t count;
+    size_t errors;
+};
+
+/* "-o section.key=value" from the command line, applied after the file. */
+struct config_override {
+    const char *section;
+    const char *key;
+    const char *value;
+};
+
+/*
+ * Loads and validates `path`.  Every problem (errors and warnings) is
+ * appended to `diag`, which the caller disposes.  Returns 0 and sets *out
+ * (free with config_free) when there are no errors; otherwise
+ * ERR_BADINPUT (or ERR_NOTFOUND when the file cannot be read) and *out is
+ * untouched.
+ */
+int config_load(struct optsync_config **out, const char *path,
+                const struct config_override *overrides, size_t n_overrides,
+                struct config_diag *diag);
+
+/* Same from a string; `name` is used in messages and `dir` for paths. */
+int config_load_string(struct optsync_config **out, const char *text,
+                       const char *name, const char *dir,
+                       const struct config_override *overrides,
+                       size_t n_overrides, struct config_diag *diag);
+
+/* Frees the config, wiping secrets.  NULL is a no-op. */
+void config_free(struct optsync_config *cfg);
+
+/* "file:line: [section] key: message" for one problem (owned string). */
+char *config_problem_format(const struct config_problem *p);
+void config_diag_print(FILE *fp, const struct config_diag *diag);
+void config_diag_dispose(struct config_diag *diag);
+
+/* Parses "section.key=value" (pointers into `arg`, which is modified). */
+int config_override_parse(struct config_override *out, char *arg);
+
+/* Prints the effective configuration as INI; secrets are redacted. */
+void config_print(FILE *fp, const struct optsync_config *cfg);
+
+/* True when the URL's host is a loopback address (127.0.0.0/8, ::1,
+ * localhost). */
+int config_url_is_loopback(const char *url);
+
+#endif

@@ -1,0 +1,180 @@
+/*
+ * log — see log.h.  One write per line, so lines from several threads
+ * never interleave.
+ */
+#include "log.h"
+
+#include <stdarg.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "clock.h"
+
+#define LINE_MAX_BYTES 2048
+#define Q_SLOTS 8
+#define Q_MAX 200
+
+enum log_level log_level_current = LOG_INFO;
+unsigned log_debug_mask;
+
+static FILE *log_fp;
+
+static const char *const level_names[] = {
+    "error", "warn", "notice", "info", "debug",
+};
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} subsystems[] = {
+    { "net", LOG_SUB_NET },           { "auth", LOG_SUB_AUTH },
+    { "cache", LOG_SUB_CACHE },       { "sync", LOG_SUB_SYNC },
+    { "consent", LOG_SUB_CONSENT },   { "gate", LOG_SUB_GATE },
+    { "listener", LOG_SUB_LISTENER }, { "outbox", LOG_SUB_OUTBOX },
+    { "config", LOG_SUB_CONFIG },     { "all", LOG_SUB_ALL },
+};
+
+void log_set_output(FILE *fp)
+{
+    log_fp = fp;
+}
+
+const char *log_level_name(enum log_level level)
+{
+    if ((unsigned)level >= sizeof(level_names) / sizeof(level_names[0]))
+        return "?";
+    return level_names[level];
+}
+
+int log_level_parse(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+        if (strcasecmp(name, level_names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int subsystem_bit(const char *name, size_t len, unsigned *bit)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(subsystems) / sizeof(subsystems[0]); i++) {
+        if (strlen(subsystems[i].name) == len &&
+            strncasecmp(subsystems[i].name, name, len) == 0) {
+            *bit = subsystems[i].bit;
+            return 0;
+        }
+    }
+    return ERR_BADINPUT;
+}
+
+int log_debug_parse(unsigned *out, const char *list)
+{
+    unsigned mask = 0, bit;
+    const char *p = list;
+
+    while (*p) {
+        size_t len = strcspn(p, ",");
+
+        if (len > 0 && subsystem_bit(p, len, &bit) != 0) {
+            err_set(ERR_CLASS_USAGE,
+                    "unknown debug subsystem '%.*s' (known: net, auth, "
+                    "cache, sync, consent, gate, listener, outbox, config, "
+                    "all)",
+                    (int)len, p);
+            return ERR_BADINPUT;
+        }
+        if (len > 0)
+            mask |= bit;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    *out = mask;
+    return 0;
+}
+
+static size_t format_timestamp(char *buf, size_t n)
+{
+    int64_t ms = clock_now_ms();
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    size_t len;
+
+    gmtime_r(&secs, &tm);
+    len = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
+    return len +
+           (size_t)snprintf(buf + len, n - len, ".%03dZ", (int)(ms % 1000));
+}
+
+void log_emit(enum log_level level, const char *fmt, ...)
+{
+    char line[LINE_MAX_BYTES];
+    size_t len;
+    int n;
+    va_list ap;
+    FILE *fp = log_fp ? log_fp : stderr;
+
+    len = (size_t)snprintf(line, sizeof(line), "ts=");
+    len += format_timestamp(line + len, sizeof(line) - len);
+    len += (size_t)snprintf(line + len, sizeof(line) - len,
+                            " level=%s event=", log_level_name(level));
+    va_start(ap, fmt);
+    n = vsnprintf(line + len, sizeof(line) - len - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    len += (size_t)n;
+    if (len > sizeof(line) - 2)
+        len = sizeof(line) - 2; /* truncated: still one line */
+    line[len++] = '\n';
+    fwrite(line, 1, len, fp);
+    fflush(fp);
+}
+
+static int needs_quotes(const char *s)
+{
+    if (!*s)
+        return 1;
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || *s == '"' || *s == '=' || *s == '\\' ||
+            *s == 0x7f)
+            return 1;
+    return 0;
+}
+
+const char *log_q(const char *value)
+{
+    static _Thread_local char ring[Q_SLOTS][Q_MAX * 4 + 8];
+    static _Thread_local unsigned slot;
+    char *out = ring[slot++ % Q_SLOTS];
+    size_t o = 0, i;
+
+    if (!value)
+        return "-";
+    if (!needs_quotes(value) && strlen(value) <= Q_MAX)
+        return value;
+    out[o++] = '"';
+    for (i = 0; i < Q_MAX && value[i]; i++) {
+        unsigned char c = (unsigned char)value[i];
+
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < ' ' || c == 0x7f) {
+            o += (size_t)snprintf(out + o, 5, "\\x%02x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    if (value[i]) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return out;
+}

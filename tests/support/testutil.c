@@ -1,0 +1,74 @@
+/*
+ * testutil — see testutil.h.
+ */
+#include "testutil.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "xalloc.h"
+
+char *testutil_tmpdir(void)
+{
+    const char *base = getenv("TMPDIR");
+    char *dir = xasprintf("%s/optsync-test-XXXXXX", base ? base : "/tmp");
+
+    if (!mkdtemp(dir))
+        fail_msg("mkdtemp %s failed", dir);
+    return dir;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void testutil_rmtree(const char *dir)
+{
+    if (dir)
+        nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *testutil_write(const char *dir, const char *name, const char *text,
+                     unsigned mode)
+{
+    char *path = xasprintf("%s/%s", dir, name);
+    FILE *fp = fopen(path, "w");
+
+    if (!fp)
+        fail_msg("cannot write %s", path);
+    fputs(text, fp);
+    fclose(fp);
+    chmod(path, (mode_t)mode);
+    return path;
+}
+
+char *testutil_read(const char *path, size_t *len)
+{
+    char *data = NULL;
+
+    if (fileio_read(&data, len, path, 64 * 1024 * 1024) != 0)
+        fail_msg("cannot read %s", path);
+    return data;
+}
+
+char *testutil_source_path(const char *rel)
+{
+    const char *env = getenv("OPTSYNC_SOURCE_DIR");
+
+    return xasprintf("%s/%s", env ? env : OPTSYNC_SOURCE_DIR, rel);
+}

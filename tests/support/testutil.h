@@ -1,0 +1,25 @@
+/*
+ * testutil — small helpers shared by the cmocka tests: temporary
+ * directories and files, reading files back, the source tree's path.
+ */
+#ifndef OPTSYNC_TESTUTIL_H
+#define OPTSYNC_TESTUTIL_H
+
+#include <stddef.h>
+
+/* A new empty directory under $TMPDIR (owned string); removed by
+ * testutil_rmtree. */
+char *testutil_tmpdir(void);
+void testutil_rmtree(const char *dir);
+
+/* Writes `text` to dir/name with `mode`; returns the path (owned). */
+char *testutil_write(const char *dir, const char *name, const char *text,
+                     unsigned mode);
+
+/* Reads a whole file (owned, NUL-terminated); aborts the test if absent. */
+char *testutil_read(const char *path, size_t *len);
+
+/* Path below the source tree, e.g. "config/optsync.example.ini" (owned). */
+char *testutil_source_path(const char *rel);
+
+#endif
