@@ -31,6 +31,16 @@ static char *mstrdup(const char *s)
     return memcpy(mmalloc(n), s, n);
 }
 
+#if defined(__GNUC__)
+#define MAPPING_PRINTFLIKE(f, a) __attribute__((format(printf, f, a)))
+#else
+#define MAPPING_PRINTFLIKE(f, a)
+#endif
+
+static char *mprintf(const char *fmt, ...) MAPPING_PRINTFLIKE(1, 2);
+static void problem(struct mapping_problems *p, const char *fmt, ...)
+    MAPPING_PRINTFLIKE(2, 3);
+
 static char *mprintf(const char *fmt, ...)
 {
     va_list ap;
@@ -196,9 +206,10 @@ static int load_name(char **out, const cJSON *v, const char *path,
 static int load_int(int64_t *out, const cJSON *v, const char *path,
                     struct mapping_problems *p)
 {
-    if (!cJSON_IsNumber(v) ||
-        v->valuedouble != (double)(int64_t)v->valuedouble ||
-        v->valuedouble < -2147483648.0 || v->valuedouble > 2147483647.0) {
+    /* Range first: casting an out-of-range double is undefined. */
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= -2147483648.0) ||
+        !(v->valuedouble <= 2147483647.0) ||
+        v->valuedouble != (double)(int64_t)v->valuedouble) {
         problem(p, "%s: expected a whole number (a choice or state value)",
                 path);
         return -1;
