@@ -12,7 +12,10 @@ cleanly (saving --snapshot-save first). Python 3 standard library only.
 One origin serves everything:
   POST /{tenant}/oauth2/v2.0/token     Entra ID client credentials (emu_auth)
   GET  /api/data/v9.2/...              Dataverse Web API, reads (emu_webapi)
+  POST/PATCH/PUT/DELETE /api/data/...  writes (emu_writes, emu_pipeline)
+  POST /api/data/v9.2/$batch           batches (emu_batch)
   *    /_emulator/...                  control API (emu_control)
+Webhook steps (emu_webhooks) POST to registered endpoints on writes.
 See README.md next to this file for what is emulated and what is not.
 """
 
@@ -32,14 +35,18 @@ from urllib.parse import parse_qs
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from emu_auth import DEFAULT_TENANT, Auth  # noqa: E402
+from emu_batch import Batch  # noqa: E402
 from emu_control import Control  # noqa: E402
 from emu_faults import Faults, Monitor, RequestInfo  # noqa: E402
 from emu_protection import (BURST, CONCURRENCY, TIME, Limits,  # noqa: E402
                             Protection, Refusal)
+from emu_pipeline import OpContext, Pipeline  # noqa: E402
 from emu_schema import Schema  # noqa: E402
-from emu_store import Store  # noqa: E402
+from emu_store import Store, StoreError  # noqa: E402
 from emu_util import Clock, HttpError, ODataError  # noqa: E402
 from emu_webapi import Request, WebApi  # noqa: E402
+from emu_webhooks import Webhooks  # noqa: E402
+from emu_writes import Writes  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MAPPING = os.path.join(HERE, "..", "..", "mapping",
@@ -77,10 +84,52 @@ class Emulator:
             args.limit_execution_ms, args.concurrency_retry_after))
         self.monitor = Monitor()
         self.faults = Faults(self.monitor)
+        self.webhooks = Webhooks(self.schema, self.webapi.ser, self.monitor,
+                                 args.host)
+        self.pipeline = Pipeline(self.store, self.webhooks)
+        self.webapi.writes = Writes(self.webapi, self.pipeline)
+        self.webapi.writes.trap = self.apply_traps
+        self.webapi.batch = Batch(self.webapi, self.pipeline)
+        self.webapi.batch.account = self.account_inner
+        self.latency_ms = 0.0
+        self.set_latency(args.latency_ms, args.op_ms)
         self.control = Control(self)
         self.port = None
         self.tls = bool(args.tls_cert)
         self.quiet = args.quiet
+
+    def set_latency(self, latency_ms, op_ms):
+        """Round-trip latency added to every Web API request, and server
+        time added to every write operation (also each one in a batch)."""
+        self.latency_ms = float(latency_ms)
+        self.webapi.writes.op_ms = float(op_ms)
+
+    def latency(self):
+        return {"latency_ms": self.latency_ms,
+                "op_ms": self.webapi.writes.op_ms}
+
+    def apply_traps(self, table, row_id):
+        """Stale-ETag traps (admin_edit faults) on this row: the admin's
+        edit is committed (webhooks and all) before the client's write."""
+        def matches(name, fid):
+            return self.schema.table(name) is table and fid == row_id
+        for fault in self.faults.take_traps(matches):
+            values = fault.params.get("values") or {}
+            ctx = OpContext.admin()
+            try:
+                self.pipeline.run(lambda txn: self.pipeline.update(
+                    txn, table, row_id,
+                    self.store.convert_roles(table, values, txn), ctx))
+            except StoreError as e:
+                log("admin_edit fault %d not applied: %s" % (fault.id, e))
+        self.monitor.notify()
+
+    def account_inner(self, client_id, info, status, counts):
+        """One operation of a $batch: counted in the monitor and, after
+        the first, as one more request of the caller (emu_protection)."""
+        self.monitor.inner(info, status)
+        if counts:
+            self.protection.count_operation(client_id)
 
     def origins(self):
         scheme = "https" if self.tls else "http"
@@ -213,6 +262,16 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(body)
 
+    def lose_response(self):
+        """The request was served (a write committed); the answer never
+        reaches the client: close without sending a byte."""
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def send_json(self, status, doc, headers=()):
         self.send(status, json.dumps(doc, ensure_ascii=False).encode(),
                   "application/json; charset=utf-8", headers)
@@ -263,6 +322,9 @@ class Handler(BaseHTTPRequestHandler):
                 tenant, self.command, self.headers, body, e.origins(),
                 self.origin())
             info.status = status
+            if drop == "lost":
+                self.lose_response()
+                return
             self.send(status, doc, None, headers, drop)
         finally:
             e.monitor.complete(info)
@@ -284,6 +346,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def serve_api_admitted(self, info, path, query, body):
         e = self.emu
+        if e.latency_ms > 0:
+            time.sleep(e.latency_ms / 1000.0)     # the network round trip
         identity = e.auth.bearer(self.headers.get("Authorization"))
         info.client_id = identity
         refusal = e.protection.admit(identity, "%s %s" % (self.command,
@@ -301,8 +365,18 @@ class Handler(BaseHTTPRequestHandler):
                     drop = outcome
             req = Request(self.command, path, query, self.headers,
                           self.origin(), body)
-            resp = e.webapi.handle(req, identity)
+            try:
+                resp = e.webapi.handle(req, identity)
+            except HttpError as err:
+                if drop != "lost":
+                    raise
+                info.status = err.status
+                self.lose_response()
+                return
             info.status = resp.status
+            if drop == "lost":
+                self.lose_response()
+                return
             self.send(resp.status, resp.body, resp.content_type,
                       resp.headers, drop)
         finally:
@@ -322,6 +396,8 @@ class Handler(BaseHTTPRequestHandler):
             return None
         if fault.type == "drop":
             return float(p.get("fraction", 0.5))
+        if fault.type == "lost_response":
+            return "lost"
         retry = p.get("retry_after")
         if fault.type == "throttle":
             code, msg = THROTTLE_REASONS[p.get("reason", "requests")]
@@ -380,6 +456,10 @@ def parse_args(argv):
     ap.add_argument("--limit-concurrency", type=int, default=52)
     ap.add_argument("--limit-execution-ms", type=int, default=1200000)
     ap.add_argument("--concurrency-retry-after", type=int, default=1)
+    ap.add_argument("--latency-ms", type=float, default=0.0,
+                    help="round-trip latency added to each Web API request")
+    ap.add_argument("--op-ms", type=float, default=0.0,
+                    help="server time added to each write operation")
     ap.add_argument("--snapshot-load")
     ap.add_argument("--snapshot-save")
     ap.add_argument("--quiet", action="store_true",

@@ -9,7 +9,10 @@ import json
 import re
 
 from emu_faults import FaultError
+from emu_pipeline import OpContext
 from emu_store import StoreError
+from emu_util import is_guid, new_guid
+from emu_webhooks import WebhookError
 
 
 class ControlError(Exception):
@@ -54,6 +57,14 @@ class Control:
             ("POST", r"clients", self.clients),
             ("POST", r"snapshot", self.snapshot),
             ("POST", r"wait", self.wait),
+            ("GET", r"latency", self.latency_get),
+            ("POST", r"latency", self.latency_set),
+            ("GET", r"webhooks", self.webhooks_list),
+            ("POST", r"webhooks/endpoints", self.endpoint_add),
+            ("DELETE", r"webhooks/endpoints/([^/]+)", self.endpoint_remove),
+            ("POST", r"webhooks/steps", self.step_add),
+            ("DELETE", r"webhooks/steps/([^/]+)", self.step_remove),
+            ("GET", r"webhooks/deliveries", self.deliveries),
         ]
 
     def handle(self, method, sub, query, raw):
@@ -69,7 +80,8 @@ class Control:
                 except StoreError as e:
                     return e.status, {"error": {"code": e.code,
                                                 "message": str(e)}}
-                except (FaultError, ValueError, TypeError) as e:
+                except (FaultError, WebhookError, ValueError,
+                        TypeError) as e:
                     return 400, {"error": str(e)}
                 except ControlError as e:
                     return e.status, {"error": str(e)}
@@ -93,6 +105,7 @@ class Control:
         out["delta_tokens_issued"] = len(e.webapi.delta_tokens)
         out["faults"] = e.faults.listing()
         out["version"] = e.store.version
+        out["webhooks"] = e.webhooks.summary()
         return 200, out
 
     def state(self, body, query):
@@ -113,8 +126,10 @@ class Control:
     def reset(self, body, query):
         e = self.emu
         e.faults.clear()
+        e.webhooks.reset()
         e.monitor.reset()
         e.protection.reset()
+        e.set_latency(e.args.latency_ms, e.args.op_ms)
         for key in ("configuration", "number"):
             e.store.set_tracking(key, True)
         if not body.get("keep_data", False):
@@ -138,9 +153,21 @@ class Control:
     def _row_out(self, t, row):
         return {"table": t.key, "row": self.emu.store.row_to_roles(t, row)}
 
+    def _admin(self, fn):
+        """Run fn(txn, ctx) as a CRM admin: through the pipeline, so
+        webhook steps fire and a failing sync step refuses the write."""
+        pipeline = self.emu.pipeline
+        ctx = OpContext.admin()
+        return pipeline.run(lambda txn: fn(txn, ctx))
+
     def admin_create(self, body, query, table):
         t = self._table(table)
-        row = self.emu.store.create(t, body)
+        row_id = body.get("id") or body.get(t.pk.name) or new_guid()
+        if not is_guid(row_id):
+            raise StoreError("id must be a GUID")
+        p, store = self.emu.pipeline, self.emu.store
+        row = self._admin(lambda txn, ctx: p.create(
+            txn, t, row_id.lower(), store.convert_roles(t, body, txn), ctx))
         return 201, self._row_out(t, row)
 
     def admin_get(self, body, query, table, row_id):
@@ -152,12 +179,15 @@ class Control:
 
     def admin_update(self, body, query, table, row_id):
         t = self._table(table)
-        row = self.emu.store.update(t, row_id, body)
+        p, store = self.emu.pipeline, self.emu.store
+        row = self._admin(lambda txn, ctx: p.update(
+            txn, t, row_id.lower(), store.convert_roles(t, body, txn), ctx))
         return 200, self._row_out(t, row)
 
     def admin_delete(self, body, query, table, row_id):
         t = self._table(table)
-        self.emu.store.delete(t, row_id)
+        p = self.emu.pipeline
+        self._admin(lambda txn, ctx: p.delete(txn, t, row_id.lower(), ctx))
         return 200, {"ok": True, "version": self.emu.store.version}
 
     def tracking(self, body, query):
@@ -228,6 +258,43 @@ class Control:
         self.emu.monitor.notify()
         return 200, {"now": self.emu.clock.now(), "offset": offset}
 
+    # -- latency --------------------------------------------------------------
+    def latency_get(self, body, query):
+        return 200, self.emu.latency()
+
+    def latency_set(self, body, query):
+        cur = self.emu.latency()
+        ms = float(body.get("latency_ms", cur["latency_ms"]))
+        op = float(body.get("op_ms", cur["op_ms"]))
+        if not (0 <= ms <= 60000 and 0 <= op <= 60000):
+            raise ControlError(400, "latency_ms / op_ms: 0..60000")
+        self.emu.set_latency(ms, op)
+        return 200, self.emu.latency()
+
+    # -- webhooks -------------------------------------------------------------
+    def webhooks_list(self, body, query):
+        return 200, self.emu.webhooks.listing()
+
+    def endpoint_add(self, body, query):
+        return 201, self.emu.webhooks.add_endpoint(body)
+
+    def endpoint_remove(self, body, query, eid):
+        if not self.emu.webhooks.remove_endpoint(eid):
+            raise ControlError(404, "no endpoint %s" % eid)
+        return 200, {"ok": True}
+
+    def step_add(self, body, query):
+        return 201, self.emu.webhooks.add_step(body)
+
+    def step_remove(self, body, query, sid):
+        if not self.emu.webhooks.remove_step(sid):
+            raise ControlError(404, "no step %s" % sid)
+        return 200, {"ok": True}
+
+    def deliveries(self, body, query):
+        return 200, {"deliveries": self.emu.webhooks.deliveries(
+            query.get("endpoint"))}
+
     # -- wait ---------------------------------------------------------------
     def wait(self, body, query):
         timeout = float(body.get("timeout", 30))
@@ -267,5 +334,15 @@ class Control:
         if cond == "idle":
             return (lambda: e.monitor.inflight <= 0), \
                 (lambda: e.monitor.inflight)
+        if cond == "deliveries":
+            mode = body.get("mode")
+
+            def d():
+                return e.webhooks.finished(body.get("endpoint"),
+                                           body.get("outcome"), mode)
+            return (lambda: d() >= count), d
+        if cond == "webhooks_idle":
+            return e.webhooks.idle, (lambda: int(not e.webhooks.idle()))
         raise ControlError(400, "condition must be held, requests, "
-                           "violations, tokens or idle")
+                           "violations, tokens, idle, deliveries or "
+                           "webhooks_idle")

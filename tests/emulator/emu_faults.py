@@ -2,7 +2,8 @@
 
 A fault is a JSON object posted to /_emulator/faults:
 
-  {"type": "throttle" | "status" | "drop" | "delay" | "hold",
+  {"type": "throttle" | "status" | "drop" | "delay" | "hold" |
+           "lost_response" | "admin_edit",
    "match": {"kind": "track" | [...], "entity_set": "...", "page": 3,
              "method": "GET", "client_id": "..."},       all optional
    "after": 0,     skip this many matching requests first
@@ -18,9 +19,18 @@ A fault is a JSON object posted to /_emulator/faults:
   delay     wait "seconds" before answering (then serve normally)
   hold      block the request until POST /_emulator/release (or
             "timeout", default 300 s), then serve it normally
+  lost_response  serve the request completely (a write commits), then
+            close the connection without sending a byte of the answer:
+            the client cannot know whether it succeeded
+  admin_edit  the stale-ETag trap: "table" and "id" name a row; the next
+            Web API write to it (PATCH/PUT/DELETE, also inside $batch)
+            first gets an admin update of "values" (role- or attribute-
+            keyed, default {}: just a new version) committed, as if a CRM
+            admin saved the row between the client's read and its write.
+            Not matched by request kind; "count" defaults to 1.
 
 Request kinds: token, query, track, delta, related, retrieve, count,
-service, write, other. Pages are numbered from 1 (the request without a
+service, write, batch, other. Pages are numbered from 1 (the request without a
 $skiptoken) using the pagenumber of the skiptoken.
 """
 
@@ -29,8 +39,9 @@ import threading
 import time
 
 KINDS = ("token", "query", "track", "delta", "related", "retrieve", "count",
-         "service", "write", "other")
-TYPES = ("throttle", "status", "drop", "delay", "hold")
+         "service", "write", "batch", "other")
+TYPES = ("throttle", "status", "drop", "delay", "hold", "lost_response",
+         "admin_edit")
 
 
 class FaultError(ValueError):
@@ -83,7 +94,8 @@ class Fault:
                 raise FaultError("unknown request kind %r" % k)
         self.after = int(spec.get("after", 0))
         self.every = int(spec.get("every", 1))
-        count = spec.get("count", 1 if self.type == "hold" else None)
+        count = spec.get("count", 1 if self.type in ("hold", "admin_edit")
+                         else None)
         self.count = None if count is None else int(count)
         if self.every < 1:
             raise FaultError("every must be >= 1")
@@ -109,6 +121,13 @@ class Fault:
         if self.type == "delay" and not isinstance(
                 p.get("seconds"), (int, float)):
             raise FaultError("delay fault needs 'seconds'")
+        if self.type == "admin_edit":
+            if not isinstance(p.get("table"), str) or \
+                    not isinstance(p.get("id"), str):
+                raise FaultError("admin_edit needs 'table' and 'id'")
+            if not isinstance(p.get("values", {}), dict):
+                raise FaultError("admin_edit 'values' is an object")
+            p["id"] = p["id"].lower()
 
     def as_dict(self):
         d = {"id": self.id, "type": self.type, "match": self.match,
@@ -162,12 +181,29 @@ class Faults:
         out = []
         with self.lock:
             for fault in self.faults.values():
-                if not _match(fault.match, info):
+                if fault.type == "admin_edit" or \
+                        not _match(fault.match, info):
                     continue
                 fault.seen += 1
                 n = fault.seen - fault.after
                 if n <= 0 or n % fault.every != 0:
                     continue
+                if fault.count is not None and fault.fired >= fault.count:
+                    continue
+                fault.fired += 1
+                out.append(fault)
+        return out
+
+    def take_traps(self, matches):
+        """admin_edit faults whose row `matches(table_param, id)` and that
+        may still fire; each is counted as fired."""
+        out = []
+        with self.lock:
+            for fault in self.faults.values():
+                if fault.type != "admin_edit" or not matches(
+                        fault.params["table"], fault.params["id"]):
+                    continue
+                fault.seen += 1
                 if fault.count is not None and fault.fired >= fault.count:
                     continue
                 fault.fired += 1
@@ -207,6 +243,7 @@ class Monitor:
             self.arrived = collections.Counter()    # (kind, set, page)
             self.completed = collections.Counter()  # (kind, set, page, st)
             self.inflight = 0
+            self.batch_operations = 0
             self.cond.notify_all()
 
     def notify(self):
@@ -224,6 +261,17 @@ class Monitor:
             self.completed[(info.kind, info.entity_set, info.page,
                             info.status)] += 1
             self.inflight -= 1
+            self.cond.notify_all()
+
+    def inner(self, described, status):
+        """An operation inside a $batch, (kind, entity set, page) as
+        WebApi.describe() says: counted as arrived and completed (never
+        in flight on its own)."""
+        kind, entity_set, page = described
+        with self.cond:
+            self.arrived[(kind, entity_set, page)] += 1
+            self.completed[(kind, entity_set, page, status)] += 1
+            self.batch_operations += 1
             self.cond.notify_all()
 
     def count(self, event="arrived", kind=None, entity_set=None, page=None,
@@ -269,4 +317,5 @@ class Monitor:
                 by_status[str(key[3])] += n
             return {"requests": dict(by_kind), "by_entity_set": dict(by_set),
                     "responses": dict(by_status),
-                    "inflight": self.inflight}
+                    "inflight": self.inflight,
+                    "batch_operations": self.batch_operations}

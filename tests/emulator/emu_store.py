@@ -18,14 +18,28 @@ Invariants:
   (2) log_v and tomb_v are strictly increasing, so "changes in (V, W]" is
       two bisects plus a forward scan; an entry is current only while the
       row (or tombstone) still carries that version.
-  (3) Every mutation goes through _write_row / _delete_row under `lock`
-      and bumps `generation`, which invalidates query caches.
+  (3) Every mutation of committed state happens under `lock` and bumps
+      `generation`, which invalidates query caches.
+  (4) Writes run in a transaction (Txn, under `wlock`: one writer at a
+      time). A transaction stages copies of the rows it touches; readers
+      never see them until commit() installs them under `lock`. A rolled
+      back transaction leaves no trace except unused version numbers.
+  (5) Versions are handed out when a row is staged, so a transaction that
+      is open while a reader starts a tracked query holds versions the
+      reader must not cover: visible_version() is the highest version below
+      every open transaction's first one. Delta tokens and delta windows
+      use it, so a change committed later is always reported later.
 
-Writes from the control API (admin create/update/delete) and, in part 2,
-from the Web API use the same methods, so change tracking sees them all.
+        Txn states:   open --commit()--> committed
+                        `---rollback()--> discarded (any exception)
+
+Writes from the control API (admin create/update/delete), from the Web
+API and from $batch change sets all go through Txn (emu_pipeline runs the
+webhook steps around each operation), so change tracking sees them all.
 """
 
 import bisect
+import contextlib
 import threading
 from array import array
 
@@ -56,6 +70,7 @@ class TableState:
         self.tomb_v = array("q")
         self.tomb_id = []
         self.tombstone = {}
+        self.akey = {}              # alternate-key value -> set of ids
         self.tracking = True
         self.frags = {}             # serializer cache, see emu_webapi
 
@@ -77,11 +92,14 @@ class Store:
     def __init__(self, schema, clock):
         self.schema = schema
         self.clock = clock
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()       # committed state
+        self.wlock = threading.RLock()      # one writer (Txn) at a time
         self.version = FIRST_VERSION
+        self.pending_floor = None           # first version of the open Txn
         self.generation = 0
         self.tables = {k: TableState(t) for k, t in schema.tables.items()}
         self._templates = {}
+        self._local = threading.local()
 
     # -- lookup ----------------------------------------------------------
     def state(self, table):
@@ -91,7 +109,12 @@ class Store:
         return self.state(table).rows.get(row_id)
 
     # -- input conversion ------------------------------------------------
-    def _convert(self, t, values, seed):
+    def convert_roles(self, t, values, txn=None):
+        """Role- or attribute-keyed values (control API) -> {slot: value};
+        lookups are checked against `txn`'s view when given."""
+        return self._convert(t, values, False, txn)
+
+    def _convert(self, t, values, seed, txn=None):
         """Role- or attribute-keyed values -> {slot: value}. Raises
         StoreError naming the offending key."""
         out = {}
@@ -111,10 +134,10 @@ class Store:
                 continue            # platform-set; silently ignored
             if col.kind == "pk":
                 continue            # handled by create
-            out[col.slot] = self._value(t, col, value)
+            out[col.slot] = self._value(t, col, value, txn)
         return out
 
-    def _value(self, t, col, value):
+    def _value(self, t, col, value, txn=None):
         kind = col.kind
         if value is None:
             if kind in ("bool", "state"):
@@ -151,7 +174,9 @@ class Store:
         if kind == "lookup":
             if not is_guid(value):
                 raise StoreError("%s must be a GUID" % col.name)
-            target = self.tables[col.target].rows.get(value.lower())
+            tt = self.schema.tables[col.target]
+            target = txn.get(tt, value.lower()) if txn is not None else \
+                self.tables[col.target].rows.get(value.lower())
             if target is None:
                 raise StoreError("%s With Id = %s Does Not Exist" % (
                     self.schema.tables[col.target].logical_name,
@@ -176,28 +201,53 @@ class Store:
         self.version += 1
         return self.version
 
-    def _stamp(self, t, row, when=None, version=None):
-        v = version if version is not None else self._next_version()
-        row[t.by_role["version"].slot] = v
+    def visible_version(self):
+        """The highest version every reader may cover (design note 5)."""
+        with self.lock:
+            if self.pending_floor is not None:
+                return self.pending_floor - 1
+            return self.version
+
+    def current_txn(self):
+        """The transaction open in this thread, or None."""
+        return getattr(self._local, "txn", None)
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """Open a write transaction (or join the one open in this thread:
+        the outermost one commits). Any exception rolls it back."""
+        txn = self.current_txn()
+        if txn is not None:
+            yield txn
+            return
+        with self.wlock:
+            txn = Txn(self)
+            self._local.txn = txn
+            try:
+                yield txn
+            except BaseException:
+                txn.rollback()
+                raise
+            else:
+                txn.commit()
+            finally:
+                self._local.txn = None
+
+    def stamp(self, t, row, version, when=None):
+        row[t.by_role["version"].slot] = version
         iso = when or iso_utc(self.clock.now())
         row[t.by_role["modified_on"].slot] = iso
         if "modifiedon" in t.by_name:
             row[t.by_name["modifiedon"].slot] = iso
-        return v
-
-    def _log(self, st, row_id, v):
-        st.log_v.append(v)
-        st.log_id.append(row_id)
-        self.generation += 1
 
     @staticmethod
-    def _sync_status(t, row):
+    def sync_status(t, row):
         sc = t.by_name.get("statuscode")
         if sc is not None and t.state_attr:
             state = row[t.by_role["active"].slot]
             row[sc.slot] = 1 if state == 0 else 2
 
-    def _new_row(self, t, row_id):
+    def new_row(self, t, row_id):
         template = self._templates.get(t.key)
         if template is None:
             template = [None] * t.width
@@ -210,79 +260,78 @@ class Store:
         row[t.pk.slot] = row_id
         return row
 
-    def create(self, table, values, row_id=None):
-        """Create a row; returns a copy. Raises StoreError."""
-        t = self.schema.table(table)
+    @staticmethod
+    def key_of(t, row):
+        """Alternate-key value of a row, normalized (strings compare
+        without case, like SQL Server's collation); None when the table
+        has no key or a part is null (such rows are not indexed)."""
+        if not t.alternate_key:
+            return None
+        out = []
+        for name in t.alternate_key:
+            v = row[t.by_name[name].slot]
+            if v is None:
+                return None
+            out.append(v.casefold() if isinstance(v, str) else v)
+        return tuple(out)
+
+    def find_by_key(self, t, row):
+        """Committed row with the alternate-key value of `row` (a row-shaped
+        list or a {slot: value} dict), or None."""
+        if isinstance(row, dict):
+            probe = [None] * t.width
+            for slot, value in row.items():
+                probe[slot] = value
+            row = probe
+        k = self.key_of(t, row)
         with self.lock:
             st = self.tables[t.key]
-            row_id = (row_id or values.get("id") or
-                      values.get(t.pk.name) or new_guid())
-            if not is_guid(row_id):
-                raise StoreError("id must be a GUID")
-            row_id = row_id.lower()
-            if row_id in st.rows:
-                raise StoreError("A record with matching key values already "
-                                 "exists.", "0x80040237", 412)
-            slots = self._convert(t, values, False)
-            row = self._new_row(t, row_id)
-            for slot, value in slots.items():
-                row[slot] = value
-            now = iso_utc(self.clock.now())
-            row[t.by_role["created_on"].slot] = now
-            self._sync_status(t, row)
-            v = self._stamp(t, row, now)
-            st.rows[row_id] = row
+            for row_id in st.akey.get(k, ()):
+                return st.rows[row_id]
+        return None
+
+    def _index(self, t, st, row, add):
+        k = self.key_of(t, row)
+        if k is None:
+            return
+        ids = st.akey.get(k)
+        if add:
+            if ids is None:
+                ids = st.akey[k] = set()
+            ids.add(row[t.pk.slot])
+        elif ids is not None:
+            ids.discard(row[t.pk.slot])
+            if not ids:
+                del st.akey[k]
+
+    def _install(self, t, row_id, row, v):
+        """Commit one staged row (call with `lock` held)."""
+        st = self.tables[t.key]
+        old = st.rows.get(row_id)
+        if old is None:
             bisect.insort(st.keys, guid_sort_key(row_id))
-            st.tombstone.pop(row_id, None)
-            self._log(st, row_id, v)
-            return list(row)
+        else:
+            self._index(t, st, old, False)
+        st.rows[row_id] = row
+        self._index(t, st, row, True)
+        st.tombstone.pop(row_id, None)
+        st.log_v.append(v)
+        st.log_id.append(row_id)
 
-    def update(self, table, row_id, values):
-        """Update columns of a row; every update bumps the version, even
-        when nothing changed (Dataverse counts it as an update)."""
-        t = self.schema.table(table)
-        with self.lock:
-            st = self.tables[t.key]
-            row = st.rows.get(str(row_id).lower())
-            if row is None:
-                raise StoreError("%s With Id = %s Does Not Exist"
-                                 % (t.logical_name, row_id),
-                                 "0x80040217", 404)
-            slots = self._convert(t, values, False)
-            for slot, value in slots.items():
-                row[slot] = value
-            self._sync_status(t, row)
-            v = self._stamp(t, row)
-            self._log(st, row[t.pk.slot], v)
-            return list(row)
-
-    def delete(self, table, row_id):
-        t = self.schema.table(table)
-        with self.lock:
-            st = self.tables[t.key]
-            row_id = str(row_id).lower()
-            if row_id not in st.rows:
-                raise StoreError("%s With Id = %s Does Not Exist"
-                                 % (t.logical_name, row_id),
-                                 "0x80040217", 404)
-            if t.key == "configuration":
-                self._remove_links(row_id)
-            self._delete_row(st, row_id)
-
-    def _delete_row(self, st, row_id):
-        del st.rows[row_id]
-        key = guid_sort_key(row_id)
-        i = bisect.bisect_left(st.keys, key)
+    def _uninstall(self, t, row_id, v):
+        """Commit one delete (call with `lock` held)."""
+        st = self.tables[t.key]
+        row = st.rows.pop(row_id)
+        self._index(t, st, row, False)
+        i = bisect.bisect_left(st.keys, guid_sort_key(row_id))
         del st.keys[i]
-        v = self._next_version()
         st.tombstone[row_id] = v
         st.tomb_v.append(v)
         st.tomb_id.append(row_id)
-        self.generation += 1
 
     def _delete_all(self, st):
         """Delete every row of a table (a replacing seed): one tombstone
-        each, without the per-row bisect of _delete_row."""
+        each, without a per-row bisect."""
         for row_id in sorted(st.rows, key=guid_sort_key):
             v = self._next_version()
             st.tombstone[row_id] = v
@@ -290,19 +339,8 @@ class Store:
             st.tomb_id.append(row_id)
         st.rows.clear()
         st.keys = []
+        st.akey = {}
         self.generation += 1
-
-    def _remove_links(self, config_id):
-        """Custom 1:N relationships default to Referential, Remove Link:
-        deleting a configuration clears the lookup on its numbers."""
-        t = self.schema.number
-        slot = t.by_role["configuration"].slot
-        st = self.tables["number"]
-        for row_id, row in st.rows.items():
-            if row[slot] == config_id:
-                row[slot] = None
-                v = self._stamp(t, row)
-                self._log(st, row_id, v)
 
     def tick(self):
         """Advance the version counter without a write."""
@@ -360,7 +398,7 @@ class Store:
         fmt = seed.get("format", SEED_FORMAT)
         if fmt not in (SEED_FORMAT, SNAPSHOT_FORMAT):
             raise StoreError("unknown seed format %r" % fmt)
-        with self.lock:
+        with self.wlock, self.lock:
             if replace:
                 for st in self.tables.values():
                     self._delete_all(st)
@@ -402,12 +440,13 @@ class Store:
             else None
         plan = self._seed_plan(t)
         value = self._value
+        index = bool(t.alternate_key)
         new_keys = []
         loaded = []
         for n, item in enumerate(items):
             if not isinstance(item, dict):
                 raise StoreError("seed: %s[%d] is not an object" % (key, n))
-            row = self._new_row(t, None)
+            row = self.new_row(t, None)
             row_id = None
             try:
                 for k, v in item.items():
@@ -434,7 +473,7 @@ class Store:
             row[mslot] = row[mslot] or row[cslot]
             if mirror is not None:
                 row[mirror] = row[mslot]
-            self._sync_status(t, row)
+            self.sync_status(t, row)
             v = row[vslot]
             if keep_versions and v is not None:
                 self.version = max(self.version, v)
@@ -442,6 +481,8 @@ class Store:
                 v = self._next_version()
             row[vslot] = v
             st.rows[row_id] = row
+            if index:
+                self._index(t, st, row, True)
             new_keys.append(guid_sort_key(row_id))
             loaded.append((v, row_id))
         if st.keys:
@@ -490,7 +531,7 @@ class Store:
     def load_snapshot(self, snap):
         """Restore a dump: rows keep their versions; tombstones and the
         counter come back, so saved delta tokens keep working."""
-        with self.lock:
+        with self.wlock, self.lock:
             for st in self.tables.values():
                 st.clear()
             self.version = FIRST_VERSION
@@ -507,6 +548,147 @@ class Store:
                     st.tomb_id.append(row_id)
             self.version = max(self.version, int(snap.get("version", 0)))
             self.generation += 1
+
+
+class Txn:
+    """One write transaction (design notes 4 and 5). Staged rows are
+    private copies; get()/rows_where()/key_ids() show this transaction's
+    view, commit() installs everything under the store lock at once."""
+
+    def __init__(self, store):
+        self.store = store
+        self.staged = {}        # (table key, id) -> row, or None: deleted
+        self.replay = []        # (table, id, version, row or None), in order
+        self.events = []        # emu_pipeline's record of the operations
+        self.first_version = None
+
+    # -- reads through the transaction --------------------------------------
+    def get(self, t, row_id):
+        """The row as this transaction sees it (do not modify it)."""
+        hit = self.staged.get((t.key, row_id), False)
+        if hit is not False:
+            return hit
+        with self.store.lock:
+            return self.store.tables[t.key].rows.get(row_id)
+
+    def rows_where(self, t, slot, value):
+        """Ids of rows whose column `slot` equals `value` (a full scan)."""
+        with self.store.lock:
+            ids = {rid for rid, row in self.store.tables[t.key].rows.items()
+                   if row[slot] == value}
+        for (tk, rid), row in self.staged.items():
+            if tk == t.key:
+                ids.discard(rid)
+                if row is not None and row[slot] == value:
+                    ids.add(rid)
+        return sorted(ids, key=guid_sort_key)
+
+    def key_ids(self, t, k):
+        """Ids whose alternate-key value is `k` in this transaction."""
+        with self.store.lock:
+            ids = set(self.store.tables[t.key].akey.get(k, ()))
+        for (tk, rid), row in self.staged.items():
+            if tk == t.key:
+                ids.discard(rid)
+                if row is not None and Store.key_of(t, row) == k:
+                    ids.add(rid)
+        return ids
+
+    def find_by_key(self, t, k):
+        ids = self.key_ids(t, k)
+        return self.get(t, min(ids)) if ids else None
+
+    # -- staging --------------------------------------------------------------
+    def _version(self):
+        s = self.store
+        with s.lock:
+            v = s._next_version()
+            if self.first_version is None:
+                self.first_version = v
+                s.pending_floor = v
+        return v
+
+    def _check_key(self, t, row):
+        k = Store.key_of(t, row)
+        if k is None:
+            return
+        if self.key_ids(t, k) - {row[t.pk.slot]}:
+            cols = ",".join(t.alternate_key)
+            raise StoreError(
+                "Entity Key %s_key violated. A record with the same value "
+                "for %s already exists. A duplicate record cannot be "
+                "created. Try again with a different value."
+                % (t.logical_name, cols), "0x80060892", 412)
+
+    def _stage(self, t, row_id, row, v):
+        self.staged[(t.key, row_id)] = row
+        self.replay.append((t, row_id, v, row))
+
+    def insert(self, t, row_id, slots):
+        """Create a row with {slot: value}; returns the staged row."""
+        if self.get(t, row_id) is not None:
+            raise StoreError("A record with matching key values already "
+                             "exists.", "0x80040237", 412)
+        s = self.store
+        row = s.new_row(t, row_id)
+        for slot, value in slots.items():
+            row[slot] = value
+        s.sync_status(t, row)
+        self._check_key(t, row)
+        now = iso_utc(s.clock.now())
+        row[t.by_role["created_on"].slot] = now
+        s.stamp(t, row, self._version(), now)
+        self._stage(t, row_id, row, row[t.by_role["version"].slot])
+        return row
+
+    def modify(self, t, row_id, slots):
+        """Update columns of a row -> (copy before, staged row after).
+        Every update bumps the version, even when nothing changed
+        (Dataverse counts it as an update)."""
+        old = self.get(t, row_id)
+        if old is None:
+            raise StoreError("%s With Id = %s Does Not Exist"
+                             % (t.logical_name, row_id), "0x80040217", 404)
+        before = list(old)
+        row = list(old)
+        for slot, value in slots.items():
+            row[slot] = value
+        self.store.sync_status(t, row)
+        self._check_key(t, row)
+        v = self._version()
+        self.store.stamp(t, row, v)
+        self._stage(t, row_id, row, v)
+        return before, row
+
+    def remove(self, t, row_id):
+        """Delete a row -> a copy of it as it was."""
+        old = self.get(t, row_id)
+        if old is None:
+            raise StoreError("%s With Id = %s Does Not Exist"
+                             % (t.logical_name, row_id), "0x80040217", 404)
+        v = self._version()
+        self.staged[(t.key, row_id)] = None
+        self.replay.append((t, row_id, v, None))
+        return list(old)
+
+    # -- end ------------------------------------------------------------------
+    def commit(self):
+        s = self.store
+        with s.lock:
+            for t, row_id, v, row in self.replay:
+                if row is None:
+                    s._uninstall(t, row_id, v)
+                else:
+                    s._install(t, row_id, row, v)
+            if self.replay:
+                s.generation += 1
+            s.pending_floor = None
+
+    def rollback(self):
+        with self.store.lock:
+            self.store.pending_floor = None
+        self.staged.clear()
+        self.replay = []
 
 
 # Roles a seed may carry even when the mapping does not map them: a seed

@@ -3,13 +3,20 @@
 EmulatorTest starts one emulator per test class (setUpClass) on --port 0
 with a small hand-made seed whose rows every test may rely on, and offers
 helpers to call the Web API, the token endpoint and the control API.
+Receiver is a webhook endpoint (stdlib http.server) that records what the
+emulator POSTs and answers with scripted statuses.
 """
 
+import collections
 import json
 import os
+import ssl
+import subprocess
 import tempfile
+import threading
 import unittest
-from urllib.parse import quote, urlencode
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from launcher import API, CLIENT_ID, CLIENT_SECRET, TENANT, Emulator
 
@@ -153,6 +160,23 @@ class EmulatorTest(unittest.TestCase):
                                       headers=self.headers(prefer, token,
                                                            extra)))
 
+    def send(self, method, resource, doc=None, prefer=None, extra=None,
+             raw=None, query=None):
+        """A write: JSON body (or raw bytes) with Content-Type
+        application/json unless extra sets it (None removes a header)."""
+        path = API + resource + ("?" + query if query else "")
+        body = raw if raw is not None else \
+            (None if doc is None else json.dumps(doc).encode())
+        h = self.headers(prefer)
+        if body is not None:
+            h["Content-Type"] = "application/json"
+        for name, value in (extra or {}).items():
+            if value is None:
+                h.pop(name, None)
+            else:
+                h[name] = value
+        return Resp(*self.emu.request(method, path, body, h))
+
     def follow(self, link, prefer=None, token=None):
         """GET an @odata.nextLink / deltaLink exactly as received."""
         base = self.emu.base_url
@@ -210,3 +234,110 @@ class EmulatorTest(unittest.TestCase):
             self.assertIn(key, doc)
         self.assertIn("Trace ID: ", doc["error_description"])
         return doc
+
+
+class Receiver:
+    """A webhook endpoint on 127.0.0.1:<free port>. Every POST is recorded
+    as a dict (path, query, headers, body, json); the answer's status is
+    taken from `statuses` (a queue; 200 when empty). `hold` makes the
+    handler block until release() (for timeouts); nothing sleeps."""
+
+    def __init__(self, tls=None):
+        self.requests = []
+        self.statuses = collections.deque()
+        self.tls = tls              # (certfile, keyfile) or None
+        self.lock = threading.Condition()
+        self.received = 0
+        self.gate = threading.Event()
+        self.gate.set()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                parts = urlsplit(self.path)
+                with receiver.lock:
+                    receiver.requests.append({
+                        "path": parts.path, "query": parse_qs(parts.query),
+                        "headers": {k.lower(): v for k, v in
+                                    self.headers.items()},
+                        "body": body})
+                    receiver.received += 1
+                    receiver.lock.notify_all()
+                    status = receiver.statuses.popleft() \
+                        if receiver.statuses else 200
+                receiver.gate.wait(60)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except OSError:     # the sender gave up (a timeout test)
+                    self.close_connection = True
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket,
+                                                 server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.1},
+                                       daemon=True)
+        self.thread.start()
+
+    def url(self, path="/hook"):
+        return "%s://127.0.0.1:%d%s" % ("https" if self.tls else "http",
+                                        self.port, path)
+
+    def hold(self):
+        self.gate.clear()
+
+    def release(self):
+        self.gate.set()
+
+    def answer(self, *statuses):
+        with self.lock:
+            self.statuses.extend(statuses)
+
+    def wait_for(self, count, timeout=30):
+        """Block until `count` POSTs arrived in total (no sleeping)."""
+        with self.lock:
+            if not self.lock.wait_for(lambda: self.received >= count,
+                                      timeout):
+                raise AssertionError("receiver got %d of %d requests"
+                                     % (self.received, count))
+
+    def take(self):
+        """Requests received so far (cleared)."""
+        with self.lock:
+            out, self.requests = self.requests, []
+        for r in out:
+            r["json"] = json.loads(r["body"].decode("utf-8"))
+        return out
+
+    def close(self):
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def make_certificate(directory):
+    """A throwaway self-signed certificate for 127.0.0.1 (openssl
+    command) -> (certfile, keyfile)."""
+    cert = os.path.join(directory, "cert.pem")
+    key = os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+                    "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key

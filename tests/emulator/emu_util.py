@@ -50,6 +50,25 @@ def new_guid():
     return str(uuid.uuid4())
 
 
+# The one organization, its business unit and its users: stable ids, so
+# WhoAmI, webhook payloads and tests agree.
+_ORG_NS = uuid.UUID("0a9f6d5c-0000-4000-8000-00000000e4a1")
+ORGANIZATION_NAME = "optsyncemu"
+
+
+def organization_id():
+    return str(uuid.uuid5(_ORG_NS, "organization"))
+
+
+def business_unit_id():
+    return str(uuid.uuid5(_ORG_NS, "businessunit"))
+
+
+def user_id(client_id):
+    """The systemuser id of the application user of a client id."""
+    return str(uuid.uuid5(_ORG_NS, "user:" + client_id))
+
+
 def is_guid(text):
     return isinstance(text, str) and GUID_RE.match(text) is not None
 

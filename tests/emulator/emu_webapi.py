@@ -17,14 +17,14 @@ are found by bisecting the sorted key list with the last key of the
 previous page, so page N costs O(page size), not O(N). $orderby queries
 sort once per store generation and bisect on (order values, key).
 
-Writes ($batch, POST/PATCH/DELETE) are part 2 and answer 501 here.
+Writes (POST/PATCH/PUT/DELETE) go to emu_writes, $batch to emu_batch;
+both are wired in by dataverse_emulator.main().
 """
 
 import bisect
 import json
 import re
 import threading
-import uuid
 from urllib.parse import unquote
 
 from emu_odata import (literal_of, parse_count, parse_filter, parse_options,
@@ -32,11 +32,13 @@ from emu_odata import (literal_of, parse_count, parse_filter, parse_options,
                        tokenize, values_sort_key)
 from emu_paging import (Cookie, decode_cookie, encode_cookie, lower_encode,
                         make_delta_token, parse_delta_token, skiptoken_page)
+from emu_pipeline import OpContext
 from emu_serialize import (TOTAL_COUNT, TOTAL_EXCEEDED, Annotations,
                            Serializer, collection_body, context_url,
                            deleted_item, entity_body)
-from emu_util import (ODataError, bad_request, guid_from_sort_key as unkey,
-                      guid_sort_key, is_guid)
+from emu_util import (ODataError, bad_request, business_unit_id,
+                      guid_from_sort_key as unkey, guid_sort_key, is_guid,
+                      organization_id, user_id)
 
 API_RE = re.compile(r"^/api/data/(v9\.[012])/(.*)$", re.DOTALL)
 MAX_PAGE = 5000
@@ -165,6 +167,8 @@ class WebApi:
         self.delta_floor = None         # unregistered tokens before: expired
         self.tlock = threading.Lock()
         self.sort_cache = {}
+        self.writes = None              # emu_writes.Writes (wired by main)
+        self.batch = None               # emu_batch.Batch (wired by main)
 
     # -- classification (before auth / faults) ------------------------------
     def describe(self, method, path, query, headers):
@@ -176,6 +180,8 @@ class WebApi:
         rest = unquote(m.group(2))
         if rest in ("", "$metadata", "WhoAmI", "WhoAmI()"):
             return "service", None, 1
+        if rest == "$batch":
+            return "batch", None, 1
         try:
             name, key, tail = split_path(rest)
             opts = parse_options(query)
@@ -197,7 +203,7 @@ class WebApi:
         return "query", name, page
 
     # -- entry point ----------------------------------------------------------
-    def handle(self, req, client_id):
+    def handle(self, req, client_id, ctx=None, refs=None):
         m = API_RE.match(req.path)
         if not m:
             raise not_found_segment(req.path.strip("/").split("/")[0])
@@ -205,9 +211,10 @@ class WebApi:
         rest = unquote(m.group(2))
         self._check_headers(req)
         if req.method != "GET":
-            raise ODataError(501, "0x0", "The emulator does not implement %s "
-                             "on the Web API yet (writes are part 2)."
-                             % req.method)
+            return self._write(req, base, rest, client_id, ctx, refs)
+        if rest == "$batch":
+            raise ODataError(405, "0x0", "The requested resource does not "
+                             "support http method 'GET'.")
         if rest == "":
             return self._service_document(base)
         if rest == "$metadata":
@@ -229,6 +236,20 @@ class WebApi:
         if not tail:
             return ctx.retrieve(row)
         return ctx.navigate(row, tail)
+
+    def _write(self, req, base, rest, client_id, ctx, refs):
+        if rest in ("", "$metadata", "WhoAmI", "WhoAmI()"):
+            raise ODataError(404, "", "No HTTP resource was found that "
+                             "matches the request URI '%s%s'."
+                             % (base, rest))
+        if rest == "$batch":
+            if req.method != "POST":
+                raise ODataError(405, "0x0", "The requested resource does "
+                                 "not support http method '%s'."
+                                 % req.method)
+            return self.batch.handle(req, base, client_id)
+        return self.writes.handle(
+            req, base, rest, ctx or OpContext.for_client(client_id), refs)
 
     @staticmethod
     def _check_headers(req):
@@ -259,31 +280,16 @@ class WebApi:
 
     def _resolve_key(self, table, key):
         """Key segment -> row; 404 0x80040217 when missing."""
-        if is_guid(key):
-            row = self.store.get(table, key.lower())
+        kind, value = parse_key(table, key)
+        if kind == "id":
+            row = self.store.get(table, value)
             if row is None:
-                raise ODataError(404, "0x80040217", "%s With Id = %s Does "
-                                 "Not Exist" % (table.logical_name,
-                                                key.lower()))
+                raise missing_row(table, value)
             return row
-        pairs = _key_pairs(key)
-        if pairs is None or not table.alternate_key or \
-                sorted(pairs) != sorted(table.alternate_key):
-            raise bad_request("Bad Request - Error in query syntax.")
-        want = {}
-        for name, lit in pairs.items():
-            col = table.by_name[name]
-            value = lit.value
-            if col.kind == "lookup" and isinstance(value, str):
-                value = value.lower()
-            want[col.slot] = value
-        with self.store.lock:
-            for row in self.store.state(table).rows.values():
-                if all(_key_equal(row[s], v) for s, v in want.items()):
-                    return row
-        raise ODataError(404, "0x80040217", "A record with the specified "
-                         "key values does not exist in %s entity"
-                         % table.logical_name)
+        row = self.store.find_by_key(table, value)
+        if row is None:
+            raise missing_key(table)
+        return row
 
     def _service_document(self, base):
         doc = {"@odata.context": base + "$metadata",
@@ -297,12 +303,11 @@ class WebApi:
                         "application/xml")
 
     def _whoami(self, base, client_id):
-        ns = uuid.UUID("0a9f6d5c-0000-4000-8000-00000000e4a1")
         doc = {"@odata.context": base +
                "$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
-               "BusinessUnitId": str(uuid.uuid5(ns, "businessunit")),
-               "UserId": str(uuid.uuid5(ns, "user:" + client_id)),
-               "OrganizationId": str(uuid.uuid5(ns, "organization"))}
+               "BusinessUnitId": business_unit_id(),
+               "UserId": user_id(client_id),
+               "OrganizationId": organization_id()}
         return Response(200, json.dumps(doc).encode())
 
     # -- delta tokens ---------------------------------------------------------
@@ -367,6 +372,36 @@ class WebApi:
         return hit
 
 
+def parse_key(table, key):
+    """Key segment text (decoded) -> ("id", guid) or ("key", {slot:
+    value}) for the table's alternate key; 400 when it is neither."""
+    if is_guid(key):
+        return "id", key.lower()
+    pairs = _key_pairs(key)
+    if pairs is None or not table.alternate_key or \
+            sorted(pairs) != sorted(table.alternate_key):
+        raise bad_request("Bad Request - Error in query syntax.")
+    want = {}
+    for name, lit in pairs.items():
+        col = table.by_name[name]
+        value = lit.value
+        if col.kind == "lookup" and isinstance(value, str):
+            value = value.lower()
+        want[col.slot] = value
+    return "key", want
+
+
+def missing_row(table, row_id):
+    return ODataError(404, "0x80040217", "%s With Id = %s Does Not Exist"
+                      % (table.logical_name, row_id))
+
+
+def missing_key(table):
+    return ODataError(404, "0x80040217", "A record with the specified key "
+                      "values does not exist in %s entity"
+                      % table.logical_name)
+
+
 def _key_pairs(text):
     """"a=1,b='x'" -> {name: Literal}; None when malformed."""
     pairs = {}
@@ -399,12 +434,6 @@ def _split_key(text):
             cur.append(ch)
     out.append("".join(cur))
     return out
-
-
-def _key_equal(stored, wanted):
-    if isinstance(stored, str) and isinstance(wanted, str):
-        return stored.casefold() == wanted.casefold()
-    return stored == wanted
 
 
 class _Ctx:
@@ -499,7 +528,7 @@ class _Ctx:
             cookie = Cookie(0, tracking)
         with self.store.lock:
             if tracking and cookie.tracking_version is None:
-                cookie.tracking_version = self.store.version
+                cookie.tracking_version = self.store.visible_version()
                 cookie.tracking_time = self.api.clock.now()
             if orderby:
                 rows = self._ordered(pred, orderby, cookie, size)
@@ -613,7 +642,7 @@ class _Ctx:
             cookie.delta_phase, cookie.delta_after = "changed", since
         with self.store.lock:
             if cookie.delta_upto is None:
-                cookie.delta_upto = self.store.version
+                cookie.delta_upto = self.store.visible_version()
             items = self._delta_items(since, cookie, size)
             more = len(items) > size
             items = items[:size]
@@ -661,7 +690,7 @@ class _Ctx:
         if o.get("$deltatoken") is not None:
             since = self.api.check_delta_token(o.get("$deltatoken"))
             with self.store.lock:
-                upto = self.store.version
+                upto = self.store.visible_version()
                 n = len(self.store.changes(t, since, upto, since, 10**9)) + \
                     len(self.store.deletions(t, since, upto, since, 10**9))
         else:

@@ -2,6 +2,7 @@
 $orderby, $top, $count, annotations, retrieve by id / alternate key, the
 Related view, case-sensitive names and the documented error shapes."""
 
+import json
 import os
 import re
 import unittest
@@ -356,11 +357,13 @@ class QueryTest(EmulatorTest):
                                      "odata.metadata=full"})
         self.assertEqual(r.status, 200)
 
-    def test_writes_are_not_part_one(self):
-        r = self.emu.request("POST", "/api/data/v9.2/" + NUMBERS, b"{}",
+    def test_post_on_a_function_is_not_found(self):
+        # S31: the wrong HTTP method on a function -> 404, code ""
+        r = self.emu.request("POST", "/api/data/v9.2/WhoAmI", b"{}",
                              self.headers(extra={"Content-Type":
                                                  "application/json"}))
-        self.assertEqual(r[0], 501)
+        self.assertEqual(r[0], 404)
+        self.assertEqual(json.loads(r[2])["error"]["code"], "")
 
     def test_unknown_path(self):
         r = self.emu.request("GET", "/nope", headers=self.headers())
