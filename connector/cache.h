@@ -68,6 +68,24 @@ sqlite3_stmt *cache_stmt(cache *c, const char *sql);
  */
 int cache_step(sqlite3_stmt *st);
 
+/*
+ * A first load (sync.c) appends a million rows: the number indexes are
+ * dropped before it and built once at the end, which costs a fraction of
+ * keeping them up to date row by row.  Both run in the caller's open
+ * transaction.  _ensure is idempotent and cheap when they exist; when two
+ * rows carry one Dataverse id (a page repeated across a crash), the older
+ * row goes before the unique index is built.
+ */
+int cache_numbers_indexes_drop(cache *c);
+int cache_numbers_indexes_ensure(cache *c);
+
+/*
+ * synchronous = FULL (every commit survives power loss; the default) or
+ * NORMAL (commits survive a process crash; a power loss may undo the last
+ * ones, never corrupt).  Call outside a transaction.
+ */
+int cache_durability(cache *c, int full);
+
 /* Runs one statement without parameters and without rows (DDL). */
 int cache_exec(cache *c, const char *sql);
 

@@ -4,7 +4,9 @@
 #ifndef OPTSYNC_CACHE_P_H
 #define OPTSYNC_CACHE_P_H
 
-extern const char *const cache__migrations[];
+/* Migration N (1-based) is cache__migrations[N - 1]: its statements,
+ * NULL-terminated. */
+extern const char *const *const cache__migrations[];
 extern const int cache__migration_count;
 
 #endif

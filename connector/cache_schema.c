@@ -7,9 +7,11 @@
  * enum consent_status (0 none, 1 single_opt_in, 2 double_opt_in,
  * 3 opted_out).
  */
+#include <stddef.h>
+
 #include "cache_p.h"
 
-static const char migration_1[] =
+static const char *const migration_1[] = {
     /* One row per Dataverse Configuration. */
     "CREATE TABLE configurations ("
     "  id              TEXT PRIMARY KEY," /* Dataverse GUID, lower case */
@@ -22,34 +24,41 @@ static const char migration_1[] =
     "  modified_on     INTEGER,"
     "  version         INTEGER,"
     "  sweep_mark      INTEGER NOT NULL DEFAULT 0" /* last full sync seen */
-    ") STRICT;"
-    "CREATE INDEX configurations_by_name ON configurations(name);"
+    ") STRICT;",
+    "CREATE INDEX configurations_by_name ON configurations(name);",
     "CREATE INDEX configurations_by_phone_number_id"
-    "  ON configurations(phone_number_id);"
+    "  ON configurations(phone_number_id);",
 
     /* Opt-In / Opt-Out Number rows.  Keyed locally so a number consented
      * over WhatsApp exists before Dataverse has given it an id. */
     "CREATE TABLE numbers ("
     "  local_id          INTEGER PRIMARY KEY,"
-    "  dv_id             TEXT UNIQUE," /* NULL until created in Dataverse */
+    "  dv_id             TEXT," /* NULL until created in Dataverse */
     "  configuration_id  TEXT NOT NULL,"
     "  raw_phone         TEXT," /* as typed in Dynamics */
     "  e164              TEXT," /* NULL: unparseable, kept out of the gate */
     "  phone_error       TEXT,"
+    /* status: the effective local status; dv_status: the last status
+     * read from Dataverse (NULL for a row not yet written there).  They
+     * differ while a local change waits for its write-back. */
     "  status            INTEGER NOT NULL DEFAULT 0"
     "                    CHECK (status BETWEEN 0 AND 3),"
+    "  dv_status         INTEGER CHECK (dv_status BETWEEN 0 AND 3),"
     "  active            INTEGER NOT NULL DEFAULT 1,"
     "  status_at         INTEGER NOT NULL DEFAULT 0," /* event time */
-    "  source            TEXT,"
+    "  source            TEXT," /* who set the status: dataverse, ... */
     "  topics            TEXT,"
     "  paused_until      INTEGER,"
     "  modified_on       INTEGER,"
     "  version           INTEGER,"
     "  pending_writeback INTEGER NOT NULL DEFAULT 0,"
     "  sweep_mark        INTEGER NOT NULL DEFAULT 0"
-    ") STRICT;"
+    ") STRICT;",
     /* Not unique: one number may be typed into several rows. */
-    "CREATE INDEX numbers_by_phone ON numbers(configuration_id, e164);"
+    "CREATE INDEX numbers_by_phone ON numbers(configuration_id, e164);",
+    /* A named index rather than a UNIQUE constraint, so a first load can
+     * drop both indexes and build them once at the end (sync.c). */
+    "CREATE UNIQUE INDEX numbers_by_dv_id ON numbers(dv_id);",
 
     /* Where each entity's sync stands. */
     "CREATE TABLE sync_state ("
@@ -58,11 +67,12 @@ static const char migration_1[] =
     "  delta_link  TEXT," /* next delta starts here; NULL: full sync due */
     "  resume_link TEXT," /* nextLink of an interrupted full sync */
     "  sweep_mark  INTEGER NOT NULL DEFAULT 0,"
+    "  baseline    INTEGER NOT NULL DEFAULT 0," /* full read into empty */
     "  pages       INTEGER NOT NULL DEFAULT 0,"
     "  rows        INTEGER NOT NULL DEFAULT 0,"
     "  updated_at  INTEGER"
-    ") STRICT;"
-    "INSERT INTO sync_state(entity) VALUES ('configuration'), ('number');"
+    ") STRICT;",
+    "INSERT INTO sync_state(entity) VALUES ('configuration'), ('number');",
 
     /* One row per sync run; the gate's staleness reads the newest ok one. */
     "CREATE TABLE sync_runs ("
@@ -73,8 +83,8 @@ static const char migration_1[] =
     "  ok          INTEGER NOT NULL DEFAULT 0,"
     "  rows        INTEGER NOT NULL DEFAULT 0,"
     "  error       TEXT"
-    ") STRICT;"
-    "CREATE INDEX sync_runs_ok ON sync_runs(ok, started_at);"
+    ") STRICT;",
+    "CREATE INDEX sync_runs_ok ON sync_runs(ok, started_at);",
 
     /* Append-only consent ledger, hash-chained (see ledger.h). */
     "CREATE TABLE ledger ("
@@ -88,14 +98,14 @@ static const char migration_1[] =
     "  source           TEXT NOT NULL,"
     "  evidence         TEXT NOT NULL," /* canonical JSON */
     "  hash             TEXT NOT NULL"  /* hex SHA-256 */
-    ") STRICT;"
-    "CREATE INDEX ledger_by_phone ON ledger(configuration_id, phone);"
+    ") STRICT;",
+    "CREATE INDEX ledger_by_phone ON ledger(configuration_id, phone);",
     "CREATE TABLE ledger_head ("
     "  id        INTEGER PRIMARY KEY CHECK (id = 1),"
     "  count     INTEGER NOT NULL,"
     "  last_hash TEXT"
-    ") STRICT;"
-    "INSERT INTO ledger_head(id, count) VALUES (1, 0);"
+    ") STRICT;",
+    "INSERT INTO ledger_head(id, count) VALUES (1, 0);",
 
     /* Write-backs to Dataverse; the outbox worker is their only reader. */
     "CREATE TABLE outbox ("
@@ -115,9 +125,9 @@ static const char migration_1[] =
     "  last_error       TEXT,"
     "  created_at       INTEGER NOT NULL,"
     "  updated_at       INTEGER NOT NULL"
-    ") STRICT;"
-    "CREATE INDEX outbox_due ON outbox(state, next_attempt_at);"
-    "CREATE INDEX outbox_by_number ON outbox(number_local_id, state);"
+    ") STRICT;",
+    "CREATE INDEX outbox_due ON outbox(state, next_attempt_at);",
+    "CREATE INDEX outbox_by_number ON outbox(number_local_id, state);",
 
     /* Inbound ids already applied (wamid, Dataverse request id): dedupe. */
     "CREATE TABLE inbound_seen ("
@@ -125,7 +135,7 @@ static const char migration_1[] =
     "  id      TEXT NOT NULL,"
     "  seen_at INTEGER NOT NULL,"
     "  PRIMARY KEY (source, id)"
-    ") STRICT, WITHOUT ROWID;"
+    ") STRICT, WITHOUT ROWID;",
 
     /* Events that cannot be matched yet; replayed after every sync. */
     "CREATE TABLE quarantine ("
@@ -138,10 +148,35 @@ static const char migration_1[] =
     "  attempts        INTEGER NOT NULL DEFAULT 0,"
     "  last_attempt_at INTEGER,"
     "  resolved_at     INTEGER"
-    ") STRICT;"
-    "CREATE INDEX quarantine_open ON quarantine(resolved_at);";
+    ") STRICT;",
+    "CREATE INDEX quarantine_open ON quarantine(resolved_at);",
 
-const char *const cache__migrations[] = {
+    /* Messages that contain an opt-out word but matched no keyword:
+     * a person decides (optsync review). */
+    "CREATE TABLE near_misses ("
+    "  id               INTEGER PRIMARY KEY,"
+    "  at               INTEGER NOT NULL,"
+    "  configuration_id TEXT,"
+    "  phone            TEXT,"
+    "  text             TEXT NOT NULL,"
+    "  message_id       TEXT,"
+    "  reviewed_at      INTEGER"
+    ") STRICT;",
+    "CREATE INDEX near_misses_open ON near_misses(reviewed_at, at);",
+
+    /* Marketing sends recorded through the gate API (frequency caps). */
+    "CREATE TABLE sends ("
+    "  id               INTEGER PRIMARY KEY,"
+    "  configuration_id TEXT NOT NULL,"
+    "  e164             TEXT NOT NULL,"
+    "  topic            TEXT,"
+    "  at               INTEGER NOT NULL"
+    ") STRICT;",
+    "CREATE INDEX sends_by_number ON sends(configuration_id, e164, at);",
+    NULL,
+};
+
+const char *const *const cache__migrations[] = {
     migration_1,
 };
 

@@ -9,15 +9,35 @@
 #include <string.h>
 
 #include "caps.h"
+#include "configurations.h"
 #include "err.h"
 #include "fileio.h"
 #include "log.h"
+#include "phone.h"
 #include "xalloc.h"
 
 extern const struct cli_command cli_check_config_command;
+extern const struct cli_command cli_opt_out_command;
+extern const struct cli_command cli_opt_in_command;
+extern const struct cli_command cli_pause_command;
+extern const struct cli_command cli_history_command;
+extern const struct cli_command cli_review_command;
+extern const struct cli_command cli_ledger_command;
+extern const struct cli_command cli_sync_command;
+extern const struct cli_command cli_numbers_command;
+extern const struct cli_command cli_status_command;
 
 /* Every subcommand, in the order `optsync --help` lists them. */
 const struct cli_command *const cli_commands[] = {
+    &cli_sync_command,
+    &cli_numbers_command,
+    &cli_status_command,
+    &cli_opt_out_command,
+    &cli_opt_in_command,
+    &cli_pause_command,
+    &cli_history_command,
+    &cli_review_command,
+    &cli_ledger_command,
     &cli_check_config_command,
     NULL,
 };
@@ -57,6 +77,8 @@ static void print_options(FILE *fp, const struct cli_option *opts)
     for (i = 0; opts && opts[i].name; i++) {
         const struct cli_option *o = &opts[i];
 
+        if (!o->help)
+            continue; /* hidden (test-only) option */
         if (o->short_name)
             snprintf(left, sizeof(left), "-%c, --%s%s%s", o->short_name,
                      o->name, o->arg ? " " : "", o->arg ? o->arg : "");
@@ -347,6 +369,71 @@ int cli_mapping(struct cli_ctx *ctx)
     return rc == 0 ? 0 : EXIT_USAGE;
 }
 
+int cli_cache(struct cli_ctx *ctx)
+{
+    int rc;
+
+    if (ctx->cache)
+        return 0;
+    rc = cli_config(ctx);
+    if (rc)
+        return rc;
+    if (cache_open(&ctx->cache, ctx->cfg->cache.path, 0) != 0) {
+        fprintf(stderr, "optsync %s: %s\n",
+                ctx->command ? ctx->command->name : "", err_message());
+        return EXIT_LOCAL;
+    }
+    return 0;
+}
+
+void cli_consent_options(struct cli_ctx *ctx, struct consent_options *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->double_opt_in_window = ctx->cfg->consent.double_opt_in_window * 1000;
+    out->write_preferences =
+        ctx->mapping &&
+        (ctx->mapping->number.topics || ctx->mapping->number.paused_until);
+}
+
+int cli_configuration(struct cli_ctx *ctx, char *out_id, const char *ref)
+{
+    int rc = cli_cache(ctx);
+
+    if (rc)
+        return rc;
+    rc = configurations_resolve(out_id, ctx->cache, ref);
+    if (rc == 0)
+        return 0;
+    if (rc == ERR_NOTFOUND)
+        fprintf(stderr,
+                "optsync %s: no configuration '%s' in the cache "
+                "(run 'optsync sync' first?)\n",
+                ctx->command->name, ref);
+    else
+        fprintf(stderr, "optsync %s: %s\n", ctx->command->name, err_message());
+    return rc == ERR_FAIL ? EXIT_LOCAL : EXIT_USAGE;
+}
+
+int cli_phone(struct cli_ctx *ctx, char *out_e164, const char *input,
+              const char *configuration_id)
+{
+    struct configuration_info info;
+    const char *why = NULL, *region = ctx->cfg->consent.default_region;
+    int rc;
+
+    memset(&info, 0, sizeof(info));
+    if (configurations_get(&info, ctx->cache, configuration_id) == 0 &&
+        info.default_region && *info.default_region)
+        region = info.default_region;
+    rc = phone_parse(out_e164, input, region, &why);
+    configuration_info_dispose(&info);
+    if (rc == 0)
+        return 0;
+    fprintf(stderr, "optsync %s: '%s' is not a usable phone number: %s\n",
+            ctx->command->name, input, why ? why : "cannot be parsed");
+    return EXIT_USAGE;
+}
+
 void cli_ctx_dispose(struct cli_ctx *ctx)
 {
     size_t i;
@@ -355,6 +442,7 @@ void cli_ctx_dispose(struct cli_ctx *ctx)
         free(ctx->override_args[i]);
     free(ctx->override_args);
     free(ctx->overrides);
+    cache_close(ctx->cache);
     config_free(ctx->cfg);
     mapping_free(ctx->mapping);
 }

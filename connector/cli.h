@@ -12,7 +12,9 @@
 
 #include <stdio.h>
 
+#include "cache.h"
 #include "config.h"
+#include "consent.h"
 #include "err.h"
 #include "mapping.h"
 
@@ -21,7 +23,7 @@ struct cli_option {
     int short_name;   /* 0 when none */
     const char *arg;  /* argument name for help; NULL for a flag */
     int id;           /* returned by cli_next_option(); > 0 */
-    const char *help;
+    const char *help; /* NULL: hidden from --help (test options) */
 };
 
 struct cli_ctx {
@@ -33,6 +35,7 @@ struct cli_ctx {
     int debug_set;                     /* --debug given */
     struct optsync_config *cfg;        /* owned; cli_config() loads it */
     struct mapping *mapping;           /* owned; cli_mapping() loads it */
+    cache *cache;                      /* owned; cli_cache() opens it */
     const struct cli_command *command; /* running command */
     FILE *out;                         /* stdout */
 };
@@ -78,6 +81,25 @@ int cli_common_option(struct cli_ctx *ctx, int id, const char *arg,
 int cli_config(struct cli_ctx *ctx);
 /* Loads the mapping file the config names; same contract. */
 int cli_mapping(struct cli_ctx *ctx);
+
+/* Opens the cache the config names once (migrating it); same contract. */
+int cli_cache(struct cli_ctx *ctx);
+
+/* Consent engine options from the config and mapping (both loaded). */
+void cli_consent_options(struct cli_ctx *ctx, struct consent_options *out);
+
+/*
+ * Resolves a --configuration argument (id or exact name) against the
+ * cache; prints why on failure.  Returns 0 or an exit code.
+ */
+int cli_configuration(struct cli_ctx *ctx, char *out_id, const char *ref);
+
+/*
+ * Parses a phone argument for a configuration (its default region, else
+ * [consent] default_region); prints why on failure.  0 or an exit code.
+ */
+int cli_phone(struct cli_ctx *ctx, char *out_e164, const char *input,
+              const char *configuration_id);
 
 /* Prints "optsync CMD: message" for the last error; returns its exit
  * code. */

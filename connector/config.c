@@ -232,7 +232,7 @@ static void report_unknown(struct load_ctx *ctx, const char *section,
         add_problem(ctx->diag, 1, ctx->name, ctx->section_line, section, NULL,
                     "unknown section (known: dataverse, auth, mapping, "
                     "cache, sync, listener, whatsapp, dataverse_webhook, "
-                    "consent, outbox, log)");
+                    "consent, gate, outbox, log)");
         return;
     }
     keys = known_keys(section);
@@ -385,6 +385,14 @@ static void warn_if_readable(struct load_ctx *ctx, int idx, const char *path)
                     path);
 }
 
+/* Relative paths from the file hang off its directory; paths typed on
+ * the command line (-o) off the current directory, as a shell user
+ * expects. */
+static const char *base_dir(const struct load_ctx *ctx, int idx)
+{
+    return ctx->raw[idx].from_override ? "." : ctx->dir;
+}
+
 /* Turns an _env / _file reference into the value text (owned). */
 static char *dereference(struct load_ctx *ctx, int idx)
 {
@@ -404,7 +412,7 @@ static char *dereference(struct load_ctx *ctx, int idx)
         }
         return xstrdup(env);
     }
-    path = fileio_path_resolve(ctx->dir, rv->text);
+    path = fileio_path_resolve(base_dir(ctx, idx), rv->text);
     if (fileio_read(&data, &len, path, CAP_SECRET_FILE_BYTES) != 0) {
         KEY_PROBLEM(ctx, idx, 1, "%s", err_message());
         free(path);
@@ -559,7 +567,9 @@ static void store_typed(struct load_ctx *ctx, struct optsync_config *cfg,
             text[--n] = '\0';
         *(char **)f = text;
         return;
-    case CONFIG_PATH: *(char **)f = fileio_path_resolve(ctx->dir, text); break;
+    case CONFIG_PATH:
+        *(char **)f = fileio_path_resolve(base_dir(ctx, idx), text);
+        break;
     case CONFIG_INT:
     case CONFIG_DURATION:
     case CONFIG_SIZE: parse_bounded(ctx, idx, text, (int64_t *)f); break;
@@ -600,7 +610,7 @@ static void resolve_key(struct load_ctx *ctx, struct optsync_config *cfg,
     origin->how = rv->how;
     if (rv->how == GIVEN_ENV || rv->how == GIVEN_FILE) {
         origin->detail = rv->how == GIVEN_FILE
-                             ? fileio_path_resolve(ctx->dir, rv->text)
+                             ? fileio_path_resolve(base_dir(ctx, idx), rv->text)
                              : xstrdup(rv->text);
         text = dereference(ctx, idx);
     } else if (rv->how == GIVEN_INLINE) {

@@ -83,6 +83,11 @@ struct optsync_config {
         struct config_list confirm_payloads;
     } consent;
     struct {
+        int64_t frequency_cap;       /* sends per number per period; 0 off */
+        int64_t topic_frequency_cap; /* sends per topic per period; 0 off */
+        int64_t frequency_period;    /* seconds */
+    } gate;
+    struct {
         int64_t batch_size;
         int64_t max_attempts;
         int64_t max_backoff; /* seconds */

@@ -123,6 +123,16 @@ const struct config_key config_table[] = {
       NULL, 0, OFF(consent.confirm_payloads),
       "button payloads/ids confirming a double opt-in" },
 
+    /* [gate] */
+    { "gate", "frequency_cap", CONFIG_INT, "0", 0, 1000000, NULL, 0,
+      OFF(gate.frequency_cap),
+      "marketing sends per number per frequency_period; 0: no cap" },
+    { "gate", "topic_frequency_cap", CONFIG_INT, "0", 0, 1000000, NULL, 0,
+      OFF(gate.topic_frequency_cap),
+      "sends per number and topic per frequency_period; 0: no cap" },
+    { "gate", "frequency_period", CONFIG_DURATION, "7d", 60, 365 * DAY, NULL, 0,
+      OFF(gate.frequency_period), "window the caps count sends in" },
+
     /* [outbox] */
     { "outbox", "batch_size", CONFIG_INT, "100", 1, 1000, NULL, 0,
       OFF(outbox.batch_size), "write-backs per $batch request" },

@@ -146,11 +146,18 @@ static int needs_quotes(const char *s)
     return 0;
 }
 
-const char *log_q(const char *value)
+/* The next buffer of this thread's small ring for formatted values. */
+static char *ring_slot(void)
 {
     static _Thread_local char ring[Q_SLOTS][Q_MAX * 4 + 8];
     static _Thread_local unsigned slot;
-    char *out = ring[slot++ % Q_SLOTS];
+
+    return ring[slot++ % Q_SLOTS];
+}
+
+const char *log_q(const char *value)
+{
+    char *out = ring_slot();
     size_t o = 0, i;
 
     if (!value)
@@ -177,4 +184,25 @@ const char *log_q(const char *value)
     out[o++] = '"';
     out[o] = '\0';
     return out;
+}
+
+const char *log_phone(const char *e164)
+{
+    char *masked = ring_slot();
+    size_t n, i;
+
+    if (!e164)
+        return "-";
+    n = strlen(e164);
+    if (n > 32)
+        n = 32;
+    /* Only key characters ('+' and digits) are copied: safe unquoted. */
+    for (i = 0; i < n; i++) {
+        char ch = e164[i] == '+' || (e164[i] >= '0' && e164[i] <= '9') ? e164[i]
+                                                                       : '?';
+
+        masked[i] = (i < 6 || i + 3 >= n) ? ch : '*';
+    }
+    masked[n] = '\0';
+    return masked;
 }

@@ -94,4 +94,11 @@ int log_debug_parse(unsigned *out, const char *list);
  */
 const char *log_q(const char *value);
 
+/*
+ * A phone number for a log line, masked ("+49151*****441"): enough for an
+ * operator to tell numbers apart, not a copy of the customer's number.
+ * The ledger keeps the full number.  Same ring as log_q().
+ */
+const char *log_phone(const char *e164);
+
 #endif

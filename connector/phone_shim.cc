@@ -59,8 +59,32 @@ const char *possible_reason(PhoneNumberUtil::ValidationResult r)
     }
 }
 
+/*
+ * IsValidNumber first finds the number's region, testing every region of
+ * a shared calling code (+44: GB, GG, IM, JE; +1: two dozen) against its
+ * patterns.  Most numbers are from the region they were typed for, or
+ * else from their calling code's main region: try that one first.
+ */
+bool valid(const PhoneNumberUtil *u, const PhoneNumber &number,
+           const char *region)
+{
+    std::string main_region;
+
+    if (region && *region &&
+        u->GetCountryCodeForRegion(region) == number.country_code()) {
+        if (u->IsValidNumberForRegion(number, region))
+            return true;
+    } else {
+        u->GetRegionCodeForCountryCode(number.country_code(), &main_region);
+        if (main_region.size() == 2 &&
+            u->IsValidNumberForRegion(number, main_region))
+            return true;
+    }
+    return u->IsValidNumber(number);
+}
+
 int parse(struct phone_shim_result *out, const char *input, const char *region,
-          const char **reason)
+          unsigned want, const char **reason)
 {
     const PhoneNumberUtil *u = util();
     PhoneNumber number;
@@ -85,31 +109,42 @@ int parse(struct phone_shim_result *out, const char *input, const char *region,
     }
     std::memcpy(out->e164, e164.c_str(), e164.size() + 1);
     out->calling_code = number.country_code();
-    u->GetRegionCodeForNumber(number, &rc);
-    if (rc.size() == 2) {
-        std::memcpy(out->region, rc.c_str(), 3);
-    } else {
-        out->region[0] = '\0';
+    out->region[0] = '\0';
+    out->valid = out->mobile = 0;
+    if (want & PHONE_SHIM_REGION) {
+        u->GetRegionCodeForNumber(number, &rc);
+        if (rc.size() == 2)
+            std::memcpy(out->region, rc.c_str(), 3);
     }
-    out->valid = u->IsValidNumber(number) ? 1 : 0;
-    PhoneNumberUtil::PhoneNumberType t = u->GetNumberType(number);
-    out->mobile = t == PhoneNumberUtil::MOBILE ||
-                  t == PhoneNumberUtil::FIXED_LINE_OR_MOBILE;
+    if (want & PHONE_SHIM_VALID)
+        out->valid = valid(u, number, region) ? 1 : 0;
+    if (want & PHONE_SHIM_TYPE) {
+        PhoneNumberUtil::PhoneNumberType t = u->GetNumberType(number);
+        out->mobile = t == PhoneNumberUtil::MOBILE ||
+                      t == PhoneNumberUtil::FIXED_LINE_OR_MOBILE;
+    }
     return 0;
 }
 
 } // namespace
 
-extern "C" int phone_shim_parse(struct phone_shim_result *out,
-                                const char *input, const char *region,
-                                const char **reason)
+extern "C" int phone_shim_parse_want(struct phone_shim_result *out,
+                                     const char *input, const char *region,
+                                     unsigned want, const char **reason)
 {
     try {
-        return parse(out, input, region, reason);
+        return parse(out, input, region, want, reason);
     } catch (...) {
         *reason = "cannot be parsed";
         return -1;
     }
+}
+
+extern "C" int phone_shim_parse(struct phone_shim_result *out,
+                                const char *input, const char *region,
+                                const char **reason)
+{
+    return phone_shim_parse_want(out, input, region, PHONE_SHIM_ALL, reason);
 }
 
 extern "C" int phone_shim_calling_code_for_region(const char *region)

@@ -31,6 +31,21 @@ struct phone_shim_result {
 int phone_shim_parse(struct phone_shim_result *out, const char *input,
                      const char *region, const char **reason);
 
+/*
+ * The same, computing only what `want` asks for: the metadata lookups
+ * cost more than the parse itself (measured here: parse ~9 us, valid
+ * 5-13 us, number type 5-13 us, region 0-7 us).  Fields not asked for are
+ * 0 / "".
+ */
+#define PHONE_SHIM_VALID 0x1u  /* out->valid */
+#define PHONE_SHIM_TYPE 0x2u   /* out->mobile */
+#define PHONE_SHIM_REGION 0x4u /* out->region */
+#define PHONE_SHIM_ALL 0x7u
+
+int phone_shim_parse_want(struct phone_shim_result *out, const char *input,
+                          const char *region, unsigned want,
+                          const char **reason);
+
 /* Calling code of an ISO region ("DE" → 49); 0 when unknown. */
 int phone_shim_calling_code_for_region(const char *region);
 

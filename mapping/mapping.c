@@ -709,7 +709,8 @@ static int get_active(const cJSON *row, const struct mapping_state *st)
 
     if (!st->attribute || !cJSON_IsNumber(v))
         return 1; /* not mapped or not selected: active */
-    return (int64_t)v->valuedouble == st->active_value;
+    /* Compare as doubles: casting an out-of-range double is undefined. */
+    return v->valuedouble == (double)st->active_value;
 }
 
 static int get_id(char out[MAPPING_GUID_LEN + 1], const cJSON *row,

@@ -160,49 +160,62 @@ static void test_cache__refuses_newer_schema(void **state)
     assert_non_null(strstr(err_message(), "newer than this optsync"));
 }
 
+/* user_version and the number of schema objects of the file at `path`. */
+static void schema_of(const char *path, int *version, int *objects)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT (SELECT user_version FROM "
+                                        "pragma_user_version), (SELECT "
+                                        "count(*) FROM sqlite_schema)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    *version = sqlite3_column_int(st, 0);
+    *objects = sqlite3_column_int(st, 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 /*
  * Fail the Nth step of opening a new cache, for every N until opening
- * succeeds: every failed attempt must leave the file at schema version 0
- * with no table of ours (migration is all or nothing).
+ * succeeds.  Every failed attempt must leave the file at a whole
+ * migration: version 0 holds nothing, and every failure that stopped at
+ * the same version left exactly the same schema (a half-applied migration
+ * would show as a different object count).
  */
 static void test_cache__fault_during_migration_leaves_nothing(void **state)
 {
     struct fixture *f = *state;
+    int objects_at[16];
+    int version, objects, failures = 0;
     cache *c = NULL;
     long n;
-    int opened = 0;
 
-    for (n = 1; n < 200 && !opened; n++) {
+    memset(objects_at, -1, sizeof(objects_at));
+    for (n = 1; n < 400; n++) {
         unlink(f->path);
         fault_arm(FAULT_SQLITE_STEP, n, SQLITE_FULL, 0);
         c = NULL;
-        if (cache_open(&c, f->path, 0) == 0) {
-            opened = 1;
+        if (cache_open(&c, f->path, 0) == 0)
             break;
-        }
         fault_disarm_all();
-        /* Whatever step failed, the file holds no partial schema. */
-        {
-            sqlite3 *db;
-            sqlite3_stmt *st;
-
-            assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-            assert_int_equal(sqlite3_prepare_v2(db,
-                                                "SELECT (SELECT user_version "
-                                                "FROM pragma_user_version), "
-                                                "(SELECT count(*) FROM "
-                                                "sqlite_schema)",
-                                                -1, &st, NULL),
-                             SQLITE_OK);
-            assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-            assert_int_equal(sqlite3_column_int(st, 0), 0);
-            assert_int_equal(sqlite3_column_int(st, 1), 0);
-            sqlite3_finalize(st);
-            sqlite3_close(db);
-        }
+        failures++;
+        schema_of(f->path, &version, &objects);
+        assert_true(version >= 0 && version < cache_schema_latest());
+        if (version == 0)
+            assert_int_equal(objects, 0);
+        if (objects_at[version] < 0)
+            objects_at[version] = objects;
+        if (objects_at[version] != objects)
+            fail_msg("step %ld left %d objects at version %d, not %d", n,
+                     objects, version, objects_at[version]);
     }
-    assert_true(opened);
-    assert_true(n > 3); /* the seam really was in the path */
+    assert_non_null(c);
+    assert_true(failures > 3); /* the seam really was in the path */
     fault_disarm_all();
     assert_int_equal(cache_schema_version(c), cache_schema_latest());
     cache_close(c);

@@ -109,6 +109,15 @@ static void test_log__quoting(void **state)
     assert_int_equal(strlen(log_q(big)), 200 + 3 + 2);
 }
 
+static void test_log__phones_are_masked(void **state)
+{
+    (void)state;
+    assert_string_equal(log_phone("+4915123456789"), "+49151*****789");
+    assert_string_equal(log_phone("+12345"), "+12345");
+    assert_string_equal(log_phone("+49 1\n5"), "+49?1?5");
+    assert_string_equal(log_phone(NULL), "-");
+}
+
 static void test_log__level_names(void **state)
 {
     (void)state;
@@ -126,6 +135,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_log__debug_per_subsystem, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_log__quoting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log__phones_are_masked, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_log__level_names, setup, teardown),
     };
 

@@ -1,0 +1,516 @@
+/*
+ * consent_mirror — the MIRROR half of consent_apply(): a Dataverse number
+ * row (from the poller or the Dataverse webhook) becomes a cache row,
+ * under notes (2) and (3) of consent.h, and deletions in Dataverse.
+ *
+ * This is the poller's hot path (a million rows on a first sync), so an
+ * unchanged row (same version) costs one indexed lookup, and a phone is
+ * parsed only when it is new or its text changed.
+ */
+#include "consent_p.h"
+
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "err.h"
+#include "jsonutil.h"
+#include "log.h"
+#include "xalloc.h"
+
+/* What the cache holds for a Dataverse id. */
+struct existing {
+    int found;
+    int64_t local_id;
+    char configuration_id[MAPPING_GUID_LEN + 1];
+    char *raw_phone; /* owned */
+    char *e164;      /* owned; NULL when unparseable */
+    char *phone_error;
+    enum consent_status status;
+    int has_dv_status;
+    enum consent_status dv_status;
+    int64_t status_at;
+    char *source; /* owned */
+    int64_t version;
+    int active;
+    int pending;
+};
+
+static char *dup_text(sqlite3_stmt *st, int idx)
+{
+    const char *s = cache_col_text(st, idx);
+
+    return s ? xstrdup(s) : NULL;
+}
+
+static void existing_dispose(struct existing *x)
+{
+    free(x->raw_phone);
+    free(x->e164);
+    free(x->phone_error);
+    free(x->source);
+}
+
+static int existing_load(struct existing *x, cache *c, const char *dv_id)
+{
+    sqlite3_stmt *st = cache_stmt(
+        c, "SELECT local_id, configuration_id, raw_phone, e164, phone_error, "
+           "status, dv_status, status_at, source, version, active, "
+           "pending_writeback FROM numbers WHERE dv_id = ?1");
+    int rc;
+
+    memset(x, 0, sizeof(*x));
+    if (!st)
+        return ERR_FAIL;
+    cache_bind_text(st, 1, dv_id);
+    rc = cache_step(st);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (rc != SQLITE_ROW)
+        return ERR_FAIL;
+    x->found = 1;
+    x->local_id = sqlite3_column_int64(st, 0);
+    snprintf(x->configuration_id, sizeof(x->configuration_id), "%s",
+             cache_col_text(st, 1));
+    x->raw_phone = dup_text(st, 2);
+    x->e164 = dup_text(st, 3);
+    x->phone_error = dup_text(st, 4);
+    x->status = (enum consent_status)sqlite3_column_int(st, 5);
+    x->has_dv_status = sqlite3_column_type(st, 6) != SQLITE_NULL;
+    x->dv_status = (enum consent_status)sqlite3_column_int(st, 6);
+    x->status_at = sqlite3_column_int64(st, 7);
+    x->source = dup_text(st, 8);
+    x->version = sqlite3_column_int64(st, 9);
+    x->active = sqlite3_column_int(st, 10);
+    x->pending = sqlite3_column_int(st, 11);
+    sqlite3_reset(st);
+    return 0;
+}
+
+/* The row as it will be written. */
+struct row_plan {
+    char e164[PHONE_E164_MAX]; /* "" when unparseable */
+    const char *phone_error;   /* static phrase or borrowed */
+    enum consent_status status;
+    int64_t status_at;
+    const char *source;
+    int corrective; /* Dataverse lost: write the local state back */
+    int cancel;     /* Dataverse overtook a pending local change */
+};
+
+static int is_local_source(const char *source)
+{
+    return source && strcmp(source, CONSENT_SOURCE_DATAVERSE) != 0 &&
+           strcmp(source, CONSENT_SOURCE_DATAVERSE_WEBHOOK) != 0;
+}
+
+/* Phone text → key, reusing the cached parse when the text is the same. */
+static void plan_phone(struct row_plan *p, const struct existing *x,
+                       const struct consent_row *row)
+{
+    const char *raw = row->rec->raw_phone;
+    const char *why = NULL;
+
+    p->e164[0] = '\0';
+    p->phone_error = NULL;
+    if (x->found && raw && x->raw_phone && strcmp(raw, x->raw_phone) == 0) {
+        if (x->e164)
+            snprintf(p->e164, sizeof(p->e164), "%s", x->e164);
+        p->phone_error = x->phone_error;
+        return;
+    }
+    if (!raw) {
+        p->phone_error = "no phone number";
+        return;
+    }
+    if (phone_parse(p->e164, raw, row->region, &why) != 0) {
+        p->e164[0] = '\0';
+        p->phone_error = why ? why : "cannot be parsed";
+    }
+}
+
+/*
+ * Which status the row gets (notes 2 and 3).  `local` is the local
+ * expression to weigh against: the row's own, or for a new row the
+ * number's.
+ */
+static void plan_status(struct row_plan *p, const struct existing *x,
+                        const struct consent__state *number,
+                        const struct number_record *rec, int64_t t)
+{
+    int dv_changed =
+        !x->found || !x->has_dv_status || rec->status != x->dv_status;
+    int local = x->found ? is_local_source(x->source)
+                         : (number->rows > 0 && number->local);
+    enum consent_status ls = x->found ? x->status : number->status;
+    int64_t lat = x->found ? x->status_at : number->status_at;
+
+    p->status = rec->status;
+    p->status_at = t;
+    p->source = CONSENT_SOURCE_DATAVERSE;
+    if (x->found && !dv_changed) {
+        /* Not a new expression: keep what we have (note 3). */
+        p->status = x->status;
+        p->status_at = x->status_at;
+        p->source = x->source ? x->source : CONSENT_SOURCE_DATAVERSE;
+        p->corrective = x->status != rec->status && !x->pending;
+        return;
+    }
+    if (local && ls != rec->status && consent__loses(t, rec->status, lat, ls)) {
+        p->status = ls;
+        p->status_at = lat;
+        p->source = x->found && x->source ? x->source : "local";
+        p->corrective = 1;
+        return;
+    }
+    p->cancel = x->found && x->pending;
+}
+
+static int write_row(int64_t *local_id, cache *c, const struct existing *x,
+                     const struct consent_event *ev, const struct row_plan *p)
+{
+    const struct number_record *r = ev->row->rec;
+    sqlite3_stmt *st = cache_stmt(
+        c, "INSERT INTO numbers(local_id, dv_id, configuration_id, "
+           "raw_phone, e164, phone_error, status, dv_status, active, "
+           "status_at, source, topics, paused_until, modified_on, version, "
+           "sweep_mark) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+           "?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT(local_id) DO UPDATE "
+           "SET configuration_id = ?3, raw_phone = ?4, e164 = ?5, "
+           "phone_error = ?6, status = ?7, dv_status = ?8, active = ?9, "
+           "status_at = ?10, source = ?11, topics = coalesce(?12, topics), "
+           "paused_until = coalesce(?13, paused_until), modified_on = ?14, "
+           "version = ?15, sweep_mark = max(sweep_mark, ?16)");
+
+    if (!st)
+        return ERR_FAIL;
+    if (x->found)
+        cache_bind_int(st, 1, x->local_id);
+    cache_bind_text(st, 2, r->id);
+    cache_bind_text(st, 3, r->configuration_id);
+    cache_bind_text(st, 4, r->raw_phone);
+    cache_bind_text(st, 5, p->e164[0] ? p->e164 : NULL);
+    cache_bind_text(st, 6, p->e164[0] ? NULL : p->phone_error);
+    cache_bind_int(st, 7, p->status);
+    cache_bind_int(st, 8, r->status);
+    cache_bind_int(st, 9, r->active);
+    cache_bind_int(st, 10, p->status_at);
+    cache_bind_text(st, 11, p->source);
+    cache_bind_text(st, 12, r->topics);
+    cache_bind_opt_int(st, 13, r->paused_until);
+    cache_bind_opt_int(st, 14, r->modified_on);
+    cache_bind_opt_int(st, 15, r->version);
+    cache_bind_int(st, 16, ev->row->sweep_mark);
+    if (cache_step(st) != SQLITE_DONE)
+        return ERR_FAIL;
+    *local_id = x->found ? x->local_id : cache_last_rowid(c);
+    return 0;
+}
+
+static char *evidence_for(const struct number_record *r, const char *extra)
+{
+    cJSON *o = cJSON_CreateObject();
+    char at[32], *text;
+
+    cJSON_AddStringToObject(o, "dv_id", r->id);
+    cJSON_AddNumberToObject(o, "version", (double)r->version);
+    if (r->modified_on) {
+        mapping_time_format(at, r->modified_on);
+        cJSON_AddStringToObject(o, "modified_on", at);
+    }
+    if (r->raw_phone)
+        cJSON_AddStringToObject(o, "phone_as_typed", r->raw_phone);
+    if (extra)
+        cJSON_AddStringToObject(o, "note", extra);
+    text = jsonutil_canonical(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+/* Ledger entry when the state of (cfg, e164) moved from `before`. */
+static int record_if_changed(cache *c, const char *cfg, const char *e164,
+                             const struct consent__state *before,
+                             const struct consent_event *ev, int64_t t,
+                             const char *evidence)
+{
+    struct consent__keys keys;
+    struct consent__state after;
+    int rc;
+
+    consent__keys_init(&keys, e164);
+    rc = consent__state_load(&after, c, cfg, &keys);
+    if (rc || after.status == before->status)
+        return rc;
+    return consent__ledger(c, cfg, e164, before->status, after.status,
+                           after.rows ? after.status_at : t, ev->source,
+                           evidence);
+}
+
+/* Unchanged since last read: only the sweep mark moves. */
+static int touch(cache *c, const struct existing *x, int64_t sweep_mark)
+{
+    sqlite3_stmt *st;
+
+    if (!sweep_mark)
+        return 0;
+    st = cache_stmt(c, "UPDATE numbers SET sweep_mark = ?2 "
+                       "WHERE local_id = ?1 AND sweep_mark < ?2");
+    if (!st)
+        return ERR_FAIL;
+    cache_bind_int(st, 1, x->local_id);
+    cache_bind_int(st, 2, sweep_mark);
+    return cache_step(st) == SQLITE_DONE ? 0 : ERR_FAIL;
+}
+
+static int apply_plan(struct consent_result *out, cache *c,
+                      const struct existing *x, const struct consent_event *ev,
+                      struct row_plan *p, int64_t t)
+{
+    const struct number_record *r = ev->row->rec;
+    struct consent__state old_before = { 0 }, new_before = { 0 };
+    struct consent__keys keys;
+    int64_t local_id = 0;
+    char *evidence;
+    int rc = 0, same_key;
+
+    old_before.status = new_before.status = CONSENT_NONE;
+    same_key = x->found && x->e164 && p->e164[0] &&
+               strcmp(x->e164, p->e164) == 0 &&
+               strcmp(x->configuration_id, r->configuration_id) == 0;
+    if (x->found && x->e164) {
+        consent__keys_init(&keys, x->e164);
+        rc = consent__state_load(&old_before, c, x->configuration_id, &keys);
+    }
+    if (rc == 0 && p->e164[0] && !same_key) {
+        consent__keys_init(&keys, p->e164);
+        rc = consent__state_load(&new_before, c, r->configuration_id, &keys);
+    } else if (same_key) {
+        new_before = old_before;
+    }
+    if (rc == 0 && !x->found)
+        plan_status(p, x, &new_before, r, t);
+    if (rc == 0)
+        rc = write_row(&local_id, c, x, ev, p);
+    if (rc == 0 && p->cancel)
+        rc = consent__cancel_writeback(c, local_id);
+    if (rc == 0 && p->corrective && p->e164[0])
+        rc = consent__queue_writeback(c, local_id, r->configuration_id, p->e164,
+                                      p->status, p->status_at, "corrective");
+    evidence =
+        evidence_for(r, p->corrective ? "dataverse lost: corrected" : NULL);
+    if (rc == 0 && x->found && x->e164 && !same_key)
+        rc = record_if_changed(c, x->configuration_id, x->e164, &old_before, ev,
+                               t, evidence);
+    if (rc == 0 && p->e164[0])
+        rc = record_if_changed(c, r->configuration_id, p->e164, &new_before, ev,
+                               t, evidence);
+    free(evidence);
+    out->from = new_before.status;
+    out->to = p->status;
+    out->outcome = p->corrective ? CONSENT_CORRECTED : CONSENT_CHANGED;
+    return rc;
+}
+
+int consent__mirror(struct consent_result *out, cache *c,
+                    const struct consent_event *ev)
+{
+    const struct number_record *r = ev->row->rec;
+    struct consent__state none = { 0 };
+    struct existing x;
+    struct row_plan p;
+    int64_t t = r->modified_on  ? r->modified_on
+                : r->consent_at ? r->consent_at
+                                : clock_now_ms();
+    int rc;
+
+    memset(&p, 0, sizeof(p));
+    out->configurations = 1;
+    if (!r->configuration_id[0]) {
+        log_debug(LOG_SUB_CONSENT, "mirror_skipped dv_id=%s reason=%s", r->id,
+                  "no configuration lookup");
+        out->outcome = CONSENT_UNCHANGED;
+        return 0;
+    }
+    rc = existing_load(&x, c, r->id);
+    if (rc == 0 && x.found && r->version && x.version == r->version &&
+        strcmp(x.configuration_id, r->configuration_id) == 0) {
+        out->outcome = CONSENT_UNCHANGED; /* the hot path of a re-sync */
+        rc = touch(c, &x, ev->row->sweep_mark);
+        existing_dispose(&x);
+        return rc;
+    }
+    if (rc == 0) {
+        plan_phone(&p, &x, ev->row);
+        if (x.found)
+            plan_status(&p, &x, &none, r, t);
+        rc = apply_plan(out, c, &x, ev, &p, t);
+    }
+    existing_dispose(&x);
+    return rc;
+}
+
+/* ---- deletions ------------------------------------------------------------
+ */
+
+/*
+ * A deleted row with a local change still waiting becomes a local row
+ * again (its write-back now creates a record), so an opt-out accepted
+ * here is never lost to a concurrent delete in Dynamics.
+ */
+static int orphan_or_delete(cache *c, const struct existing *x)
+{
+    sqlite3_stmt *st;
+
+    if (x->pending && is_local_source(x->source)) {
+        st = cache_stmt(c, "UPDATE numbers SET dv_id = NULL, "
+                           "dv_status = NULL, version = NULL "
+                           "WHERE local_id = ?1");
+    } else {
+        if (consent__cancel_writeback(c, x->local_id) != 0)
+            return ERR_FAIL;
+        st = cache_stmt(c, "DELETE FROM numbers WHERE local_id = ?1");
+    }
+    if (!st)
+        return ERR_FAIL;
+    cache_bind_int(st, 1, x->local_id);
+    return cache_step(st) == SQLITE_DONE ? 0 : ERR_FAIL;
+}
+
+int consent_row_deleted(cache *c, const char *dv_id, int64_t event_at,
+                        const char *source)
+{
+    struct consent_event ev;
+    struct consent__state before = { 0 };
+    struct consent__keys keys;
+    struct existing x;
+    char *evidence;
+    cJSON *o;
+    int rc = existing_load(&x, c, dv_id);
+
+    if (rc || !x.found)
+        goto out;
+    if (x.e164) {
+        consent__keys_init(&keys, x.e164);
+        rc = consent__state_load(&before, c, x.configuration_id, &keys);
+    }
+    if (rc == 0)
+        rc = orphan_or_delete(c, &x);
+    if (rc == 0 && x.e164) {
+        memset(&ev, 0, sizeof(ev));
+        ev.source = source;
+        o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "dv_id", dv_id);
+        cJSON_AddStringToObject(o, "note", "deleted in Dataverse");
+        evidence = jsonutil_canonical(o);
+        cJSON_Delete(o);
+        rc = record_if_changed(c, x.configuration_id, x.e164, &before, &ev,
+                               event_at, evidence);
+        free(evidence);
+    }
+out:
+    existing_dispose(&x);
+    return rc;
+}
+
+/* ---- the first load (consent.h note 7) ---------------------------------- */
+
+void consent_baseline_begin(struct consent_baseline *b)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+        abort(); /* out of memory in OpenSSL */
+    b->md = md;
+    b->rows = 0;
+}
+
+void consent_baseline_dispose(struct consent_baseline *b)
+{
+    EVP_MD_CTX_free(b->md);
+    b->md = NULL;
+}
+
+static int baseline_insert(cache *c, const struct consent_row *row,
+                           const struct row_plan *p)
+{
+    const struct number_record *r = row->rec;
+    sqlite3_stmt *st = cache_stmt(
+        /* A plain append: the indexes are off during a first load and a
+         * repeated row is sorted out when they are built (cache.h). */
+        c, "INSERT INTO numbers(dv_id, configuration_id, raw_phone, e164, "
+           "phone_error, status, dv_status, active, status_at, source, "
+           "topics, paused_until, modified_on, version, sweep_mark) "
+           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, 'dataverse', ?9, "
+           "?10, ?11, ?12, ?13)");
+
+    if (!st)
+        return ERR_FAIL;
+    cache_bind_text(st, 1, r->id);
+    cache_bind_text(st, 2, r->configuration_id);
+    cache_bind_text(st, 3, r->raw_phone);
+    cache_bind_text(st, 4, p->e164[0] ? p->e164 : NULL);
+    cache_bind_text(st, 5, p->e164[0] ? NULL : p->phone_error);
+    cache_bind_int(st, 6, r->status);
+    cache_bind_int(st, 7, r->active);
+    cache_bind_int(st, 8, r->modified_on ? r->modified_on : r->consent_at);
+    cache_bind_text(st, 9, r->topics);
+    cache_bind_opt_int(st, 10, r->paused_until);
+    cache_bind_opt_int(st, 11, r->modified_on);
+    cache_bind_opt_int(st, 12, r->version);
+    cache_bind_int(st, 13, row->sweep_mark);
+    return cache_step(st) == SQLITE_DONE ? 0 : ERR_FAIL;
+}
+
+int consent_baseline_row(cache *c, struct consent_baseline *b,
+                         const struct consent_row *row)
+{
+    const struct number_record *r = row->rec;
+    struct existing none;
+    struct row_plan p;
+    char line[160];
+    int n;
+
+    if (!r->configuration_id[0])
+        return 0; /* belongs to no configuration: not mirrored */
+    memset(&none, 0, sizeof(none));
+    memset(&p, 0, sizeof(p));
+    plan_phone(&p, &none, row);
+    n = snprintf(line, sizeof(line), "%s\t%s\t%s\t%d\t%lld\n", r->id,
+                 r->configuration_id, p.e164, (int)r->status,
+                 (long long)r->version);
+    EVP_DigestUpdate(b->md, line, (size_t)n);
+    b->rows++;
+    return baseline_insert(c, row, &p);
+}
+
+int consent_baseline_end(cache *c, struct consent_baseline *b,
+                         const char *entity, int64_t at)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0, i;
+    char digest[65], *evidence;
+    cJSON *o;
+    int rc = 0;
+
+    if (b->rows > 0 && EVP_DigestFinal_ex(b->md, md, &len) == 1) {
+        for (i = 0; i < len && i < 32; i++) {
+            digest[2 * i] = hex[md[i] >> 4];
+            digest[2 * i + 1] = hex[md[i] & 15];
+        }
+        digest[64] = '\0';
+        o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "kind", "baseline");
+        cJSON_AddStringToObject(o, "entity", entity);
+        cJSON_AddNumberToObject(o, "rows", (double)b->rows);
+        cJSON_AddStringToObject(o, "sha256", digest);
+        evidence = jsonutil_canonical(o);
+        cJSON_Delete(o);
+        rc = consent__ledger(c, "*", "*", CONSENT_NONE, CONSENT_NONE, at,
+                             CONSENT_SOURCE_DATAVERSE, evidence);
+        free(evidence);
+    }
+    consent_baseline_dispose(b);
+    return rc;
+}
