@@ -176,8 +176,93 @@ static const char *const migration_1[] = {
     NULL,
 };
 
+/*
+ * Migration 2: the send-gate's change journal (gate.h note 3).  The gate
+ * keeps an in-memory index and must see every commit of every process;
+ * these triggers tell it which numbers changed, whoever wrote them.
+ *  - Inserts are not journaled: the gate finds new rows by local_id, so
+ *    the sync's bulk inserts pay nothing.  A deletion records the highest
+ *    local_id left (rowid_floor), below which a reused rowid may appear.
+ *  - Updates are journaled only when a column the gate reads changed
+ *    (UPDATE OF keeps sweep-mark touches out of the trigger entirely),
+ *    as the row's local_id alone: the gate reads the row's key itself,
+ *    and a small row is cheap to append and to prune.
+ *  - kind: 0 number row local_id changed; 1 a number row was deleted
+ *    (its key and rowid_floor); 2 a Configuration changed (its id);
+ *    3 a number row left this key (configuration_id / e164 changed).
+ *  - The newest 64 Ki entries are kept: every 1024th entry drops the
+ *    entries older than that (a gate that fell further behind rebuilds).
+ *    The prune reads last_insert_rowid(), which inside a trigger is the
+ *    trigger's own last insert: the first INSERT of each trigger below
+ *    always inserts, so it is a journal seq.
+ */
+#define GATE_JOURNAL_PRUNE                                                     \
+    "DELETE FROM gate_journal WHERE seq <= CASE WHEN "                         \
+    "last_insert_rowid() % 1024 = 0 THEN last_insert_rowid() - 65536 "         \
+    "ELSE 0 END;"
+
+static const char *const migration_2[] = {
+    "CREATE TABLE gate_journal ("
+    "  seq              INTEGER PRIMARY KEY,"
+    "  kind             INTEGER NOT NULL,"
+    "  local_id         INTEGER,"
+    "  configuration_id TEXT,"
+    "  e164             TEXT,"
+    "  rowid_floor      INTEGER"
+    ") STRICT;",
+
+    "CREATE TRIGGER gate_journal_number_update"
+    "  AFTER UPDATE OF configuration_id, e164, status, active, topics,"
+    "  paused_until ON numbers"
+    "  WHEN (OLD.active = 1 OR NEW.active = 1) AND ("
+    "    OLD.configuration_id IS NOT NEW.configuration_id OR"
+    "    OLD.e164 IS NOT NEW.e164 OR OLD.status IS NOT NEW.status OR"
+    "    OLD.active IS NOT NEW.active OR OLD.topics IS NOT NEW.topics OR"
+    "    OLD.paused_until IS NOT NEW.paused_until)"
+    "BEGIN"
+    "  INSERT INTO gate_journal(kind, local_id) VALUES (0, NEW.local_id);"
+    "  INSERT INTO gate_journal(kind, configuration_id, e164)"
+    "    SELECT 3, OLD.configuration_id, OLD.e164"
+    "    WHERE OLD.e164 IS NOT NULL AND"
+    "    (OLD.configuration_id IS NOT NEW.configuration_id OR"
+    "     OLD.e164 IS NOT NEW.e164);"
+    "  " GATE_JOURNAL_PRUNE "END;",
+
+    "CREATE TRIGGER gate_journal_number_delete AFTER DELETE ON numbers "
+    "BEGIN"
+    "  INSERT INTO gate_journal(kind, configuration_id, e164, rowid_floor)"
+    "    VALUES (1, OLD.configuration_id, OLD.e164,"
+    "            (SELECT coalesce(max(local_id), 0) FROM numbers));"
+    "  " GATE_JOURNAL_PRUNE "END;",
+
+    "CREATE TRIGGER gate_journal_configuration_insert"
+    "  AFTER INSERT ON configurations "
+    "BEGIN"
+    "  INSERT INTO gate_journal(kind, configuration_id) VALUES (2, NEW.id);"
+    "END;",
+
+    "CREATE TRIGGER gate_journal_configuration_update"
+    "  AFTER UPDATE OF id, name, double_opt_in, default_region, active"
+    "  ON configurations"
+    "  WHEN OLD.id IS NOT NEW.id OR OLD.name IS NOT NEW.name OR"
+    "    OLD.double_opt_in IS NOT NEW.double_opt_in OR"
+    "    OLD.default_region IS NOT NEW.default_region OR"
+    "    OLD.active IS NOT NEW.active "
+    "BEGIN"
+    "  INSERT INTO gate_journal(kind, configuration_id) VALUES (2, NEW.id);"
+    "END;",
+
+    "CREATE TRIGGER gate_journal_configuration_delete"
+    "  AFTER DELETE ON configurations "
+    "BEGIN"
+    "  INSERT INTO gate_journal(kind, configuration_id) VALUES (2, OLD.id);"
+    "END;",
+    NULL,
+};
+
 const char *const *const cache__migrations[] = {
     migration_1,
+    migration_2,
 };
 
 const int cache__migration_count =

@@ -26,11 +26,13 @@ extern const struct cli_command cli_ledger_command;
 extern const struct cli_command cli_sync_command;
 extern const struct cli_command cli_numbers_command;
 extern const struct cli_command cli_status_command;
+extern const struct cli_command cli_gate_command;
 
 /* Every subcommand, in the order `optsync --help` lists them. */
 const struct cli_command *const cli_commands[] = {
     &cli_sync_command,
     &cli_numbers_command,
+    &cli_gate_command, /* the send-gate (gate.h) */
     &cli_status_command,
     &cli_opt_out_command,
     &cli_opt_in_command,
