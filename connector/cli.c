@@ -436,6 +436,26 @@ int cli_phone(struct cli_ctx *ctx, char *out_e164, const char *input,
     return EXIT_USAGE;
 }
 
+void cli_json_text(cJSON *o, const char *name, sqlite3_stmt *st, int col)
+{
+    const char *s = cache_col_text(st, col);
+
+    cJSON_AddItemToObject(o, name,
+                          s ? cJSON_CreateString(s) : cJSON_CreateNull());
+}
+
+void cli_json_time(cJSON *o, const char *name, sqlite3_stmt *st, int col)
+{
+    char at[32];
+
+    if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+        cJSON_AddNullToObject(o, name);
+        return;
+    }
+    mapping_time_format(at, sqlite3_column_int64(st, col));
+    cJSON_AddStringToObject(o, name, at);
+}
+
 void cli_ctx_dispose(struct cli_ctx *ctx)
 {
     size_t i;

@@ -101,6 +101,11 @@ int cli_configuration(struct cli_ctx *ctx, char *out_id, const char *ref);
 int cli_phone(struct cli_ctx *ctx, char *out_e164, const char *input,
               const char *configuration_id);
 
+/* Column `col` of a result row into a JSON object as `name`: text (or
+ * null), or an ISO 8601 time from milliseconds (or null). */
+void cli_json_text(cJSON *o, const char *name, sqlite3_stmt *st, int col);
+void cli_json_time(cJSON *o, const char *name, sqlite3_stmt *st, int col);
+
 /* Prints "optsync CMD: message" for the last error; returns its exit
  * code. */
 int cli_fail(struct cli_ctx *ctx);

@@ -25,32 +25,20 @@ enum format { TEXT, JSON, CSV };
 static cJSON *row_json(sqlite3_stmt *st)
 {
     cJSON *o = cJSON_CreateObject();
-    const char *s;
-    char at[32];
+    const char *error = cache_col_text(st, 8);
 
-#define TEXT_OR_NULL(name, col)                                                \
-    s = cache_col_text(st, col);                                               \
-    cJSON_AddItemToObject(o, name,                                             \
-                          s ? cJSON_CreateString(s) : cJSON_CreateNull())
-    TEXT_OR_NULL("id", 0);
-    TEXT_OR_NULL("configuration_id", 1);
-    TEXT_OR_NULL("phone", 2);
-    TEXT_OR_NULL("raw_phone", 3);
-#undef TEXT_OR_NULL
+    cli_json_text(o, "id", st, 0);
+    cli_json_text(o, "configuration_id", st, 1);
+    cli_json_text(o, "phone", st, 2);
+    cli_json_text(o, "raw_phone", st, 3);
     cJSON_AddStringToObject(
         o, "status",
         consent_status_name((enum consent_status)sqlite3_column_int(st, 4)));
     cJSON_AddBoolToObject(o, "active", sqlite3_column_int(st, 5));
-    if (sqlite3_column_type(st, 6) == SQLITE_NULL) {
-        cJSON_AddNullToObject(o, "modified_on");
-    } else {
-        mapping_time_format(at, sqlite3_column_int64(st, 6));
-        cJSON_AddStringToObject(o, "modified_on", at);
-    }
+    cli_json_time(o, "modified_on", st, 6);
     cJSON_AddBoolToObject(o, "pending_writeback", sqlite3_column_int(st, 7));
-    s = cache_col_text(st, 8);
-    if (s)
-        cJSON_AddStringToObject(o, "phone_error", s);
+    if (error)
+        cJSON_AddStringToObject(o, "phone_error", error);
     return o;
 }
 

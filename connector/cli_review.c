@@ -45,22 +45,13 @@ static int mark_done(struct cli_ctx *ctx, const char *arg)
 static cJSON *row_json(sqlite3_stmt *st)
 {
     cJSON *o = cJSON_CreateObject();
-    char at[32];
-    const char *s;
 
-    mapping_time_format(at, sqlite3_column_int64(st, 1));
     cJSON_AddNumberToObject(o, "id", (double)sqlite3_column_int64(st, 0));
-    cJSON_AddStringToObject(o, "at", at);
-    s = cache_col_text(st, 2);
-    cJSON_AddItemToObject(o, "configuration_id",
-                          s ? cJSON_CreateString(s) : cJSON_CreateNull());
-    s = cache_col_text(st, 3);
-    cJSON_AddItemToObject(o, "phone",
-                          s ? cJSON_CreateString(s) : cJSON_CreateNull());
-    cJSON_AddStringToObject(o, "text", cache_col_text(st, 4));
-    s = cache_col_text(st, 5);
-    cJSON_AddItemToObject(o, "message_id",
-                          s ? cJSON_CreateString(s) : cJSON_CreateNull());
+    cli_json_time(o, "at", st, 1);
+    cli_json_text(o, "configuration_id", st, 2);
+    cli_json_text(o, "phone", st, 3);
+    cli_json_text(o, "text", st, 4);
+    cli_json_text(o, "message_id", st, 5);
     cJSON_AddBoolToObject(o, "reviewed",
                           sqlite3_column_type(st, 6) != SQLITE_NULL);
     return o;

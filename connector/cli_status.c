@@ -19,18 +19,6 @@ static const struct cli_option options[] = {
     { NULL, 0, NULL, 0, NULL },
 };
 
-static void add_time(cJSON *o, const char *name, sqlite3_stmt *st, int col)
-{
-    char at[32];
-
-    if (sqlite3_column_type(st, col) == SQLITE_NULL) {
-        cJSON_AddNullToObject(o, name);
-        return;
-    }
-    mapping_time_format(at, sqlite3_column_int64(st, col));
-    cJSON_AddStringToObject(o, name, at);
-}
-
 /* The newest run of `kind` (NULL: any) that was ok, or any when !ok. */
 static cJSON *last_run(cache *c, const char *kind, int ok_only)
 {
@@ -48,8 +36,8 @@ static cJSON *last_run(cache *c, const char *kind, int ok_only)
         return cJSON_CreateNull();
     o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "kind", cache_col_text(st, 0));
-    add_time(o, "started_at", st, 1);
-    add_time(o, "finished_at", st, 2);
+    cli_json_time(o, "started_at", st, 1);
+    cli_json_time(o, "finished_at", st, 2);
     cJSON_AddBoolToObject(o, "ok", sqlite3_column_int(st, 3));
     cJSON_AddNumberToObject(o, "rows", (double)sqlite3_column_int64(st, 4));
     if (cache_col_text(st, 5))
@@ -113,13 +101,9 @@ static cJSON *unparseable(cache *c)
 
     while (st && cache_step(st) == SQLITE_ROW) {
         o = cJSON_CreateObject();
-        s = cache_col_text(st, 0);
-        cJSON_AddItemToObject(o, "id",
-                              s ? cJSON_CreateString(s) : cJSON_CreateNull());
-        cJSON_AddStringToObject(o, "configuration_id", cache_col_text(st, 1));
-        s = cache_col_text(st, 2);
-        cJSON_AddItemToObject(o, "raw_phone",
-                              s ? cJSON_CreateString(s) : cJSON_CreateNull());
+        cli_json_text(o, "id", st, 0);
+        cli_json_text(o, "configuration_id", st, 1);
+        cli_json_text(o, "raw_phone", st, 2);
         s = cache_col_text(st, 3);
         cJSON_AddStringToObject(o, "reason", s ? s : "");
         cJSON_AddItemToArray(arr, o);

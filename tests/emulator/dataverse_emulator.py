@@ -355,6 +355,17 @@ class Handler(BaseHTTPRequestHandler):
         if refusal is not None:
             raise throttled(refusal)
         started = time.monotonic()
+        released = False
+
+        def release():
+            # Before the answer goes out: a client that sends its next
+            # request the moment it has this answer must find this
+            # request's execution time already counted.
+            nonlocal released
+            if not released:
+                released = True
+                e.protection.release(identity,
+                                     (time.monotonic() - started) * 1000)
         try:
             drop = None
             for fault in e.faults.fire(info):
@@ -374,14 +385,14 @@ class Handler(BaseHTTPRequestHandler):
                 self.lose_response()
                 return
             info.status = resp.status
+            release()
             if drop == "lost":
                 self.lose_response()
                 return
             self.send(resp.status, resp.body, resp.content_type,
                       resp.headers, drop)
         finally:
-            e.protection.release(identity,
-                                 (time.monotonic() - started) * 1000)
+            release()
 
     def apply_fault(self, fault, info, token=False):
         """Act out one fault: "answered" when a response was sent, a drop

@@ -179,6 +179,39 @@ class Faults(OptsyncCase):
         self.assertTrue(status["stale"])
         self.assertIn("AADSTS7000215", status["last_attempt"]["error"])
 
+    def test_changes_during_a_long_full_sync_are_not_lost(self):
+        hold = self.fault({"type": "hold",
+                           "match": {"kind": "track", "page": 4,
+                                     "entity_set": NUMBERS_SET}})
+        proc = subprocess.Popen(self.command("sync"), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            self.emu.wait(condition="held", fault=hold, timeout=60)
+            # While pages 4.. are still to come, an admin changes a row
+            # the sync has already read, and adds one.
+            early = next(n for n in self.doc["numbers"][:50]
+                         if n.get("configuration") and
+                         n.get("expected_e164") and n.get("active", True))
+            st, _ = self.emu.control("PATCH", "admin/number/" + early["id"],
+                                     {"phone": "+49 170 7654321"})
+            self.assertEqual(st, 200)
+            st, added = self.emu.control("POST", "admin/number", {
+                "configuration": early["configuration"],
+                "phone": "+49 170 1111111", "status": "opted_out"})
+            self.assertEqual(st, 201)
+            self.emu.control("POST", "release", {"fault": hold})
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        self.assertEqual(proc.returncode, 0, err)
+        # The next delta brings both: the deltaLink covers the whole read.
+        res = self.sync_ok()
+        self.assertIn("sync ok: delta", res.stdout)
+        rows = self.cache_numbers()
+        self.assertEqual(rows[early["id"]][1], "+491707654321")
+        self.assertEqual(rows[added["row"]["id"]][1:3], ("+491701111111", 3))
+
     def test_sync_lock_keeps_a_second_sync_out(self):
         hold = self.fault({"type": "hold", "match": {"kind": "track",
                                                      "page": 2}})
