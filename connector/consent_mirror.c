@@ -327,10 +327,11 @@ int consent__mirror(struct consent_result *out, cache *c,
     memset(&p, 0, sizeof(p));
     out->configurations = 1;
     if (!r->configuration_id[0]) {
-        log_debug(LOG_SUB_CONSENT, "mirror_skipped dv_id=%s reason=%s", r->id,
-                  "no configuration lookup");
+        /* In no Configuration's Related view any more (its Configuration
+         * was deleted, or the lookup cleared): like a deleted row. */
+        log_debug(LOG_SUB_CONSENT, "mirror_unlinked dv_id=%s", r->id);
         out->outcome = CONSENT_UNCHANGED;
-        return 0;
+        return consent_row_deleted(c, r->id, t, ev->source);
     }
     rc = existing_load(&x, c, r->id);
     if (rc == 0 && x.found && r->version && x.version == r->version &&

@@ -401,10 +401,34 @@ static int fetch_missing_configurations(syncer *s, const struct dv_page *p)
 /* ---- sweeping (note 2) ------------------------------------------------------
  */
 
+/* Dataverse ids of number rows the full read did not see (malloc'd). */
+static int unseen_numbers(char (**out)[MAPPING_GUID_LEN + 1], size_t *n,
+                          syncer *s, int64_t mark)
+{
+    sqlite3_stmt *st = cache_stmt(s->cache, "SELECT dv_id FROM numbers "
+                                            "WHERE dv_id IS NOT NULL AND "
+                                            "sweep_mark < ?1");
+    char(*ids)[MAPPING_GUID_LEN + 1] = NULL;
+    int rc;
+
+    *n = 0;
+    if (!st)
+        return ERR_FAIL;
+    cache_bind_int(st, 1, mark);
+    while ((rc = cache_step(st)) == SQLITE_ROW) {
+        ids = xrealloc(ids, (*n + 1) * sizeof(*ids));
+        snprintf(ids[(*n)++], MAPPING_GUID_LEN + 1, "%s",
+                 cache_col_text(st, 0));
+    }
+    *out = ids;
+    return rc == SQLITE_DONE ? 0 : ERR_FAIL;
+}
+
 static int sweep(syncer *s, enum dv_entity e, int64_t mark)
 {
-    char id[MAPPING_GUID_LEN + 1];
+    char(*ids)[MAPPING_GUID_LEN + 1] = NULL;
     sqlite3_stmt *st;
+    size_t n = 0, i;
     int rc;
 
     if (e == DV_CONFIGURATION) {
@@ -418,26 +442,13 @@ static int sweep(syncer *s, enum dv_entity e, int64_t mark)
         s->result->deleted += cache_changes(s->cache);
         return 0;
     }
-    /* One at a time: each deletion may write a ledger entry. */
-    st = cache_stmt(s->cache, "SELECT dv_id FROM numbers WHERE dv_id IS NOT "
-                              "NULL AND sweep_mark < ?1 LIMIT 1");
-    for (;;) {
-        if (!st)
-            return ERR_FAIL;
-        cache_bind_int(st, 1, mark);
-        rc = cache_step(st);
-        if (rc == SQLITE_DONE)
-            return 0;
-        if (rc != SQLITE_ROW)
-            return ERR_FAIL;
-        snprintf(id, sizeof(id), "%s", cache_col_text(st, 0));
-        sqlite3_reset(st);
-        rc = apply_deleted(s, e, id);
-        if (rc)
-            return rc;
-        st = cache_stmt(s->cache, "SELECT dv_id FROM numbers WHERE dv_id IS "
-                                  "NOT NULL AND sweep_mark < ?1 LIMIT 1");
-    }
+    /* Collected first (one scan), then one at a time: each deletion may
+     * write a ledger entry. */
+    rc = unseen_numbers(&ids, &n, s, mark);
+    for (i = 0; rc == 0 && i < n; i++)
+        rc = apply_deleted(s, e, ids[i]);
+    free(ids);
+    return rc;
 }
 
 /* ---- reading an entity ------------------------------------------------------

@@ -97,6 +97,17 @@ class Deltas(OptsyncCase):
             "evidence LIKE '%deleted in Dataverse%'",
             ("%" + gone["id"] + "%",)), [(0,)])
 
+    def test_deleted_configuration_takes_its_numbers_along(self):
+        gone = self.doc["configurations"][1]["id"]
+        self.admin("DELETE", "configuration/" + gone)
+        self.sync_ok()
+        self.assertEqual(self.query("SELECT count(*) FROM configurations "
+                                    "WHERE id = ?", (gone,)), [(0,)])
+        # Dataverse cleared the lookups: the rows left every Related view.
+        self.assertEqual(self.query("SELECT count(*) FROM numbers WHERE "
+                                    "configuration_id = ?", (gone,)), [(0,)])
+        self.assertEqual(self.optsync("ledger", "verify").returncode, 0)
+
     def test_expired_delta_token_falls_back_to_full_and_sweeps(self):
         gone = next(n for n in self.doc["numbers"] if n.get("configuration"))
         self.admin("DELETE", "number/" + gone["id"])
