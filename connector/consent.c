@@ -498,10 +498,16 @@ static void log_result(const struct consent_event *ev,
 {
     if (r->outcome != CONSENT_CHANGED)
         return;
-    log_info("consent_changed phone=%s from=%s to=%s source=%s "
-             "configurations=%d",
-             log_phone(ev->e164), consent_status_name(r->from),
-             consent_status_name(r->to), ev->source, r->configurations);
+    if (r->from == r->to) /* a topic opt-out or a pause */
+        log_info("preference_changed phone=%s topic=%s paused_until=%lld "
+                 "source=%s configurations=%d",
+                 log_phone(ev->e164), log_q(ev->topic),
+                 (long long)ev->paused_until, ev->source, r->configurations);
+    else
+        log_info("consent_changed phone=%s from=%s to=%s source=%s "
+                 "configurations=%d",
+                 log_phone(ev->e164), consent_status_name(r->from),
+                 consent_status_name(r->to), ev->source, r->configurations);
 }
 
 int consent_apply(struct consent_result *out, cache *c,

@@ -77,6 +77,11 @@ struct consent_row {
                            [consent] default_region; NULL: none */
     int64_t sweep_mark; /* full-sync generation that saw the row; 0: not
                            a full sync */
+    /* The phone parsed ahead of time (the poller does it on its fetch
+     * thread): when `parsed`, used instead of parsing raw_phone here. */
+    int parsed;
+    const char *parsed_e164;  /* borrowed; "" when it did not parse */
+    const char *parsed_error; /* borrowed; why not */
 };
 
 struct consent_event {

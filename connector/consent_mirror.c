@@ -124,6 +124,11 @@ static void plan_phone(struct row_plan *p, const struct existing *x,
         p->phone_error = "no phone number";
         return;
     }
+    if (row->parsed) {
+        snprintf(p->e164, sizeof(p->e164), "%s", row->parsed_e164);
+        p->phone_error = row->parsed_error;
+        return;
+    }
     if (phone_parse(p->e164, raw, row->region, &why) != 0) {
         p->e164[0] = '\0';
         p->phone_error = why ? why : "cannot be parsed";

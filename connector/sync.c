@@ -5,6 +5,7 @@
 #include "sync_p.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,8 @@ struct syncer {
     http *http_main, *http_fetch;     /* owned */
     dataverse *dv_main, *dv_fetch;    /* owned */
     struct consent_options consent;
-    struct region_entry *regions; /* owned: configurations' regions */
+    struct region_entry *regions;  /* owned: configurations' regions */
+    pthread_rwlock_t regions_lock; /* the fetch thread reads regions */
     size_t n_regions;
     int lock_fd;
     const struct sync_options *opts; /* of the running sync */
@@ -64,6 +66,7 @@ int syncer_new(syncer **out, const struct optsync_config *cfg,
     syncer *s = xcalloc(1, sizeof(*s));
     int rc;
 
+    pthread_rwlock_init(&s->regions_lock, NULL);
     s->cfg = cfg;
     s->m = m;
     s->cache = c;
@@ -103,6 +106,7 @@ void syncer_free(syncer *s)
     http_free(s->http_main);
     http_free(s->http_fetch);
     regions_clear(s);
+    pthread_rwlock_destroy(&s->regions_lock);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     free(s);
@@ -213,9 +217,11 @@ static int regions_load(syncer *s)
     const char *r;
     int rc;
 
-    regions_clear(s);
     if (!st)
         return ERR_FAIL;
+    /* Only this thread writes the list; the fetch thread reads it. */
+    pthread_rwlock_wrlock(&s->regions_lock);
+    regions_clear(s);
     while ((rc = cache_step(st)) == SQLITE_ROW) {
         s->regions =
             xrealloc(s->regions, (s->n_regions + 1) * sizeof(*s->regions));
@@ -224,6 +230,7 @@ static int regions_load(syncer *s)
         r = cache_col_text(st, 1);
         s->regions[s->n_regions++].region = r && *r ? xstrdup(r) : NULL;
     }
+    pthread_rwlock_unlock(&s->regions_lock);
     return rc == SQLITE_DONE ? 0 : ERR_FAIL;
 }
 
@@ -244,6 +251,78 @@ static const char *region_for(const syncer *s, const char *id)
     return e && e->region ? e->region : s->cfg->consent.default_region;
 }
 
+/*
+ * The fetch thread's copy of a configuration's region: 0 and out filled
+ * (possibly "": none), or -1 when the configuration is not known yet (the
+ * storing thread will fetch it and parse the phone itself).
+ */
+static int region_copy(syncer *s, const char *id, char *out, size_t n)
+{
+    const struct region_entry *e;
+    const char *r;
+    int rc = -1;
+
+    pthread_rwlock_rdlock(&s->regions_lock);
+    e = region_entry(s, id);
+    if (e) {
+        r = e->region ? e->region : s->cfg->consent.default_region;
+        snprintf(out, n, "%s", r ? r : "");
+        rc = 0;
+    }
+    pthread_rwlock_unlock(&s->regions_lock);
+    return rc;
+}
+
+/* ---- preparing number pages on the fetch thread (note 6) --------------- */
+
+static void prepare_row(syncer *s, struct sync__row *r, const cJSON *row)
+{
+    char region[16];
+    const char *why = NULL;
+
+    if (dataverse_row_deleted(r->deleted_id, row)) {
+        r->deleted = 1;
+        return;
+    }
+    if (mapping_number_from_row(&r->rec, s->m, row, &r->why) != 0)
+        return;
+    r->mapped = 1;
+    if (!r->rec.raw_phone ||
+        region_copy(s, r->rec.configuration_id, region, sizeof(region)) != 0)
+        return;
+    r->parsed = 1;
+    if (phone_parse(r->e164, r->rec.raw_phone, region[0] ? region : NULL,
+                    &why) != 0) {
+        r->e164[0] = '\0';
+        r->phone_error = why ? why : "cannot be parsed";
+    }
+}
+
+static void prepare_numbers(struct sync__page *p, void *payload)
+{
+    const cJSON *row;
+    size_t i = 0;
+
+    p->n_rows = (size_t)cJSON_GetArraySize(p->page.rows);
+    p->rows = xcalloc(p->n_rows ? p->n_rows : 1, sizeof(*p->rows));
+    cJSON_ArrayForEach(row, p->page.rows)
+    {
+        prepare_row(payload, &p->rows[i++], row);
+    }
+}
+
+static void consent_row_of(struct consent_row *out, const syncer *s,
+                           const struct sync__row *r, int64_t sweep_mark)
+{
+    memset(out, 0, sizeof(*out));
+    out->rec = &r->rec;
+    out->region = region_for(s, r->rec.configuration_id);
+    out->sweep_mark = sweep_mark;
+    out->parsed = r->parsed;
+    out->parsed_e164 = r->e164;
+    out->parsed_error = r->phone_error;
+}
+
 /* ---- applying rows ----------------------------------------------------------
  */
 
@@ -259,29 +338,26 @@ static int apply_configuration(syncer *s, const cJSON *row, int64_t sweep_mark)
     return configurations_put(s->cache, &rec, sweep_mark);
 }
 
-static int apply_number(syncer *s, const cJSON *row, int64_t sweep_mark)
+static int apply_number(syncer *s, const struct sync__row *r,
+                        int64_t sweep_mark)
 {
-    struct number_record rec;
     struct consent_row crow;
     struct consent_event ev;
-    struct consent_result r;
-    const char *why = NULL;
+    struct consent_result res;
     int rc;
 
-    if (mapping_number_from_row(&rec, s->m, row, &why) != 0) {
-        log_warn("sync_row_skipped entity=number reason=%s", log_q(why));
+    if (!r->mapped) {
+        log_warn("sync_row_skipped entity=number reason=%s", log_q(r->why));
         return 0;
     }
-    crow.rec = &rec;
-    crow.region = region_for(s, rec.configuration_id);
-    crow.sweep_mark = sweep_mark;
+    consent_row_of(&crow, s, r, sweep_mark);
     memset(&ev, 0, sizeof(ev));
     ev.action = CONSENT_ACT_MIRROR;
     ev.source = CONSENT_SOURCE_DATAVERSE;
     ev.row = &crow;
-    rc = consent_apply_locked(&r, s->cache, &s->consent, &ev);
+    rc = consent_apply_locked(&res, s->cache, &s->consent, &ev);
     if (rc == ERR_BADINPUT) {
-        log_warn("sync_row_skipped entity=number dv_id=%s reason=%s", rec.id,
+        log_warn("sync_row_skipped entity=number dv_id=%s reason=%s", r->rec.id,
                  log_q(err_message()));
         return 0;
     }
@@ -298,29 +374,23 @@ static int apply_deleted(syncer *s, enum dv_entity e, const char *id)
 }
 
 /* A first load's page (consent.h note 7). */
-static int apply_baseline(syncer *s, const struct dv_page *p,
+static int apply_baseline(syncer *s, const struct sync__page *p,
                           int64_t sweep_mark)
 {
     struct consent_baseline b;
-    struct number_record rec;
     struct consent_row crow;
-    const char *why = NULL;
-    const cJSON *row;
+    size_t i;
     int rc = 0;
 
     consent_baseline_begin(&b);
-    cJSON_ArrayForEach(row, p->rows)
-    {
-        if (mapping_number_from_row(&rec, s->m, row, &why) != 0) {
-            log_warn("sync_row_skipped entity=number reason=%s", log_q(why));
+    for (i = 0; rc == 0 && i < p->n_rows; i++) {
+        if (!p->rows[i].mapped) {
+            log_warn("sync_row_skipped entity=number reason=%s",
+                     log_q(p->rows[i].why));
             continue;
         }
-        crow.rec = &rec;
-        crow.region = region_for(s, rec.configuration_id);
-        crow.sweep_mark = sweep_mark;
+        consent_row_of(&crow, s, &p->rows[i], sweep_mark);
         rc = consent_baseline_row(s->cache, &b, &crow);
-        if (rc)
-            break;
     }
     if (rc) {
         consent_baseline_dispose(&b);
@@ -329,21 +399,26 @@ static int apply_baseline(syncer *s, const struct dv_page *p,
     return consent_baseline_end(s->cache, &b, "number", clock_now_ms());
 }
 
-static int apply_rows(syncer *s, enum dv_entity e, const struct dv_page *p,
+static int apply_rows(syncer *s, enum dv_entity e, const struct sync__page *p,
                       int64_t sweep_mark)
 {
     char id[MAPPING_GUID_LEN + 1];
     const cJSON *row;
+    size_t i;
     int rc = 0;
 
-    cJSON_ArrayForEach(row, p->rows)
+    if (e == DV_NUMBER) {
+        for (i = 0; rc == 0 && i < p->n_rows; i++)
+            rc = p->rows[i].deleted ? apply_deleted(s, e, p->rows[i].deleted_id)
+                                    : apply_number(s, &p->rows[i], sweep_mark);
+        return rc;
+    }
+    cJSON_ArrayForEach(row, p->page.rows)
     {
         if (dataverse_row_deleted(id, row))
             rc = apply_deleted(s, e, id);
-        else if (e == DV_CONFIGURATION)
-            rc = apply_configuration(s, row, sweep_mark);
         else
-            rc = apply_number(s, row, sweep_mark);
+            rc = apply_configuration(s, row, sweep_mark);
         if (rc)
             return rc;
     }
@@ -478,11 +553,13 @@ static void report_progress(syncer *s, const struct read *r)
 }
 
 /* Stores one page and where to go on from (note 1). */
-static int commit_page(syncer *s, struct read *r, const struct dv_page *p,
+static int commit_page(syncer *s, struct read *r, const struct sync__page *sp,
                        const char *kept_delta_link)
 {
+    const struct dv_page *p = &sp->page;
     int last = p->next_link == NULL;
     const char *delta = last ? p->delta_link : kept_delta_link;
+    int n = cJSON_GetArraySize(p->rows);
     int rc;
 
     if (last && !p->delta_link) {
@@ -497,9 +574,9 @@ static int commit_page(syncer *s, struct read *r, const struct dv_page *p,
     if (rc == 0 && r->baseline && r->pages == 0)
         rc = cache_numbers_indexes_drop(s->cache);
     if (rc == 0 && r->baseline)
-        rc = apply_baseline(s, p, r->sweep_mark);
+        rc = apply_baseline(s, sp, r->sweep_mark);
     else if (rc == 0)
-        rc = apply_rows(s, r->e, p, r->full ? r->sweep_mark : 0);
+        rc = apply_rows(s, r->e, sp, r->full ? r->sweep_mark : 0);
     if (rc == 0 && last && r->full && r->e == DV_NUMBER)
         rc = cache_numbers_indexes_ensure(s->cache);
     if (rc == 0 && last && r->full)
@@ -507,7 +584,7 @@ static int commit_page(syncer *s, struct read *r, const struct dv_page *p,
     if (rc == 0)
         rc = state_save(s->cache, r->e, delta,
                         r->full && !last ? p->next_link : NULL, r->sweep_mark,
-                        cJSON_GetArraySize(p->rows), r->baseline && !last);
+                        n, r->baseline && !last);
     if (rc == 0)
         rc = cache_commit(s->cache);
     if (rc) {
@@ -515,12 +592,12 @@ static int commit_page(syncer *s, struct read *r, const struct dv_page *p,
         return rc;
     }
     r->pages++;
-    r->rows += cJSON_GetArraySize(p->rows);
+    r->rows += n;
     s->result->pages++;
     if (r->e == DV_CONFIGURATION)
-        s->result->configurations += cJSON_GetArraySize(p->rows);
+        s->result->configurations += n;
     else
-        s->result->numbers += cJSON_GetArraySize(p->rows);
+        s->result->numbers += n;
     if (s->opts->stop_after_pages &&
         ++s->pages_committed >= s->opts->stop_after_pages) {
         log_notice("sync_test_stop pages=%ld", s->pages_committed);
@@ -536,8 +613,9 @@ static int read_pages(syncer *s, struct read *r, const char *url,
                       const char *kept, struct dv_error *dv_err)
 {
     struct sync__fetcher *f = NULL;
-    struct dv_page page;
-    int rc = sync__fetcher_start(&f, s->dv_fetch);
+    struct sync__page page;
+    int rc = sync__fetcher_start(&f, s->dv_fetch,
+                                 r->e == DV_NUMBER ? prepare_numbers : NULL, s);
 
     if (rc)
         return rc;
@@ -546,17 +624,18 @@ static int read_pages(syncer *s, struct read *r, const char *url,
         rc = sync__fetch_take(&page, dv_err, f);
         if (rc)
             break;
-        if (page.next_link) /* note 6: the next one comes meanwhile */
-            sync__fetch_ask(f, page.next_link, r->full);
+        /* Note 6: the next page is fetched and prepared meanwhile. */
+        if (page.page.next_link)
+            sync__fetch_ask(f, page.page.next_link, r->full);
         if (r->e == DV_NUMBER)
-            rc = fetch_missing_configurations(s, &page);
+            rc = fetch_missing_configurations(s, &page.page);
         if (rc == 0)
             rc = commit_page(s, r, &page, kept);
-        if (rc || !page.next_link) {
-            dv_page_dispose(&page);
+        if (rc || !page.page.next_link) {
+            sync__page_dispose(&page);
             break;
         }
-        dv_page_dispose(&page);
+        sync__page_dispose(&page);
     }
     sync__fetcher_stop(f);
     return rc;

@@ -15,7 +15,9 @@
 #include "xalloc.h"
 
 struct sync__fetcher {
-    dataverse *dv; /* borrowed: this thread's client */
+    dataverse *dv;            /* borrowed: this thread's client */
+    sync__prepare_fn prepare; /* may be NULL */
+    void *payload;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -25,7 +27,7 @@ struct sync__fetcher {
     int ready; /* the answer below is there */
     int quit;
     int rc;
-    struct dv_page page;
+    struct sync__page page;
     struct dv_error dv_err;
     char err_msg[1024];
     enum err_class err_class;
@@ -34,7 +36,7 @@ struct sync__fetcher {
 static void *run(void *arg)
 {
     struct sync__fetcher *f = arg;
-    struct dv_page page;
+    struct sync__page page;
     char *url;
     int rc, track;
 
@@ -49,8 +51,11 @@ static void *run(void *arg)
         f->url = NULL;
         pthread_mutex_unlock(&f->mu);
 
-        rc = dataverse_get_page(&page, f->dv, url, track);
+        memset(&page, 0, sizeof(page));
+        rc = dataverse_get_page(&page.page, f->dv, url, track);
         free(url);
+        if (rc == 0 && f->prepare)
+            f->prepare(&page, f->payload);
 
         pthread_mutex_lock(&f->mu);
         f->rc = rc;
@@ -65,11 +70,14 @@ static void *run(void *arg)
     return NULL;
 }
 
-int sync__fetcher_start(struct sync__fetcher **out, dataverse *dv)
+int sync__fetcher_start(struct sync__fetcher **out, dataverse *dv,
+                        sync__prepare_fn prepare, void *payload)
 {
     struct sync__fetcher *f = xcalloc(1, sizeof(*f));
 
     f->dv = dv;
+    f->prepare = prepare;
+    f->payload = payload;
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
     if (pthread_create(&f->thread, NULL, run, f) != 0) {
@@ -94,7 +102,7 @@ void sync__fetch_ask(struct sync__fetcher *f, const char *url, int track)
     pthread_mutex_unlock(&f->mu);
 }
 
-int sync__fetch_take(struct dv_page *out, struct dv_error *dv_err,
+int sync__fetch_take(struct sync__page *out, struct dv_error *dv_err,
                      struct sync__fetcher *f)
 {
     int rc;
@@ -115,9 +123,17 @@ int sync__fetch_take(struct dv_page *out, struct dv_error *dv_err,
     return rc;
 }
 
+void sync__page_dispose(struct sync__page *p)
+{
+    dv_page_dispose(&p->page);
+    free(p->rows);
+    p->rows = NULL;
+    p->n_rows = 0;
+}
+
 void sync__fetcher_stop(struct sync__fetcher *f)
 {
-    struct dv_page page;
+    struct sync__page page;
     int busy;
 
     if (!f)
@@ -127,7 +143,7 @@ void sync__fetcher_stop(struct sync__fetcher *f)
     pthread_mutex_unlock(&f->mu);
     if (busy) { /* drain the answer nobody will use */
         if (sync__fetch_take(&page, NULL, f) == 0)
-            dv_page_dispose(&page);
+            sync__page_dispose(&page);
     }
     pthread_mutex_lock(&f->mu);
     f->quit = 1;

@@ -445,7 +445,7 @@ static struct number_record dv_row(const char *id, enum consent_status s,
 static enum consent_outcome mirror(struct fixture *f,
                                    const struct number_record *rec)
 {
-    struct consent_row row = { rec, "DE", 0 };
+    struct consent_row row = { rec, "DE", 0, 0, NULL, NULL };
     struct consent_event ev;
     struct consent_result r;
 
