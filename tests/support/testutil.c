@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "fileio.h"
 #include "xalloc.h"
 
@@ -71,4 +72,16 @@ char *testutil_source_path(const char *rel)
     const char *env = getenv("OPTSYNC_SOURCE_DIR");
 
     return xasprintf("%s/%s", env ? env : OPTSYNC_SOURCE_DIR, rel);
+}
+
+long long testutil_query_int(cache *c, const char *sql)
+{
+    sqlite3_stmt *st = cache_stmt(c, sql);
+    long long v;
+
+    assert_non_null(st);
+    assert_int_equal(cache_step(st), SQLITE_ROW);
+    v = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return v;
 }

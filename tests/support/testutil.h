@@ -19,6 +19,11 @@ char *testutil_write(const char *dir, const char *name, const char *text,
 /* Reads a whole file (owned, NUL-terminated); aborts the test if absent. */
 char *testutil_read(const char *path, size_t *len);
 
+/* The first column of the first row of `sql` (no parameters) as an
+ * integer; fails the test when there is no row. */
+struct cache;
+long long testutil_query_int(struct cache *c, const char *sql);
+
 /* Path below the source tree, e.g. "config/optsync.example.ini" (owned). */
 char *testutil_source_path(const char *rel);
 

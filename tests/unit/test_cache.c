@@ -46,18 +46,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static int64_t query_int(cache *c, const char *sql)
-{
-    sqlite3_stmt *st = cache_stmt(c, sql);
-    int64_t v;
-
-    assert_non_null(st);
-    assert_int_equal(cache_step(st), SQLITE_ROW);
-    v = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    return v;
-}
-
 static const char *const expected_tables[] = {
     "configurations", "numbers", "sync_state",   "sync_runs",  "ledger",
     "ledger_head",    "outbox",  "inbound_seen", "quarantine",
@@ -82,8 +70,9 @@ static void test_cache__migrates_from_empty(void **state)
         if (sqlite3_column_int(st, 0) != 1)
             fail_msg("table %s missing", expected_tables[i]);
     }
-    assert_int_equal(query_int(c, "SELECT count FROM ledger_head"), 0);
-    assert_int_equal(query_int(c, "SELECT count(*) FROM sync_state"), 2);
+    assert_int_equal(testutil_query_int(c, "SELECT count FROM ledger_head"), 0);
+    assert_int_equal(testutil_query_int(c, "SELECT count(*) FROM sync_state"),
+                     2);
     cache_close(c);
 }
 
@@ -98,7 +87,7 @@ static void test_cache__wal_and_reopen(void **state)
     st = cache_stmt(c, "PRAGMA journal_mode");
     assert_int_equal(cache_step(st), SQLITE_ROW);
     assert_string_equal(cache_col_text(st, 0), "wal");
-    assert_int_equal(query_int(c, "PRAGMA synchronous"), 2); /* FULL */
+    assert_int_equal(testutil_query_int(c, "PRAGMA synchronous"), 2); /* FULL */
     assert_int_equal(cache_begin(c), 0);
     st = cache_stmt(c, "INSERT INTO configurations(id, name) "
                        "VALUES (?1, ?2)");
@@ -112,14 +101,16 @@ static void test_cache__wal_and_reopen(void **state)
     /* Reopen: the row is there and no migration runs again. */
     c = NULL;
     assert_int_equal(cache_open(&c, f->path, 0), 0);
-    assert_int_equal(query_int(c, "SELECT count(*) FROM configurations"), 1);
+    assert_int_equal(
+        testutil_query_int(c, "SELECT count(*) FROM configurations"), 1);
     assert_int_equal(cache_schema_version(c), cache_schema_latest());
     cache_close(c);
 
     /* Read-only open works on an up-to-date file. */
     c = NULL;
     assert_int_equal(cache_open(&c, f->path, CACHE_OPEN_READONLY), 0);
-    assert_int_equal(query_int(c, "SELECT count(*) FROM configurations"), 1);
+    assert_int_equal(
+        testutil_query_int(c, "SELECT count(*) FROM configurations"), 1);
     cache_close(c);
     free(wal);
 }
@@ -242,7 +233,8 @@ static void test_cache__fault_in_transaction_rolls_back(void **state)
     assert_int_equal(fault_calls(FAULT_SQLITE_STEP), 2);
     cache_rollback(c);
     fault_disarm_all();
-    assert_int_equal(query_int(c, "SELECT count(*) FROM configurations"), 0);
+    assert_int_equal(
+        testutil_query_int(c, "SELECT count(*) FROM configurations"), 0);
 
     /* A failing COMMIT also leaves nothing behind. */
     assert_int_equal(cache_begin(c), 0);
@@ -251,7 +243,8 @@ static void test_cache__fault_in_transaction_rolls_back(void **state)
     fault_arm(FAULT_SQLITE_STEP, 1, SQLITE_FULL, 0);
     assert_int_not_equal(cache_commit(c), 0);
     fault_disarm_all();
-    assert_int_equal(query_int(c, "SELECT count(*) FROM configurations"), 0);
+    assert_int_equal(
+        testutil_query_int(c, "SELECT count(*) FROM configurations"), 0);
     cache_close(c);
 }
 

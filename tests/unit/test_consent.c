@@ -84,18 +84,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static int64_t count(cache *c, const char *sql)
-{
-    sqlite3_stmt *st = cache_stmt(c, sql);
-    int64_t v;
-
-    assert_non_null(st);
-    assert_int_equal(cache_step(st), SQLITE_ROW);
-    v = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    return v;
-}
-
 /* The state of PHONE in `cfg`: strictest active row status. */
 static enum consent_status state_of(cache *c, const char *cfg)
 {
@@ -291,9 +279,12 @@ static void test_consent__same_event_twice_changes_nothing(void **state)
     /* Without an id, the same transition again is no transition. */
     assert_int_equal(express(f, CFG, CONSENT_ACT_OPT_IN, T0 + 1, NULL),
                      CONSENT_UNCHANGED);
-    assert_int_equal(count(f->c, "SELECT count(*) FROM ledger"), 1);
-    assert_int_equal(count(f->c, "SELECT count(*) FROM outbox"), 1);
-    assert_int_equal(count(f->c, "SELECT count(*) FROM numbers"), 1);
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM ledger"),
+                     1);
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM outbox"),
+                     1);
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM numbers"),
+                     1);
 }
 
 static void test_consent__one_pending_writeback_per_row(void **state)
@@ -303,14 +294,19 @@ static void test_consent__one_pending_writeback_per_row(void **state)
     express(f, CFG, CONSENT_ACT_OPT_IN, T0, NULL);
     express(f, CFG, CONSENT_ACT_OPT_OUT, T0 + MIN, NULL);
     express(f, CFG, CONSENT_ACT_OPT_IN, T0 + 2 * MIN, NULL);
-    assert_int_equal(count(f->c, "SELECT count(*) FROM outbox"), 1);
-    assert_int_equal(count(f->c, "SELECT status FROM outbox"),
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM outbox"),
+                     1);
+    assert_int_equal(testutil_query_int(f->c, "SELECT status FROM outbox"),
                      CONSENT_SINGLE_OPT_IN);
-    assert_int_equal(count(f->c, "SELECT count(*) FROM ledger"), 3);
-    assert_int_equal(count(f->c, "SELECT pending_writeback FROM numbers"), 1);
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM ledger"),
+                     3);
+    assert_int_equal(
+        testutil_query_int(f->c, "SELECT pending_writeback FROM numbers"), 1);
     /* A local row waits for its Dataverse id. */
     assert_int_equal(
-        count(f->c, "SELECT count(*) FROM numbers WHERE dv_id IS NULL"), 1);
+        testutil_query_int(f->c,
+                           "SELECT count(*) FROM numbers WHERE dv_id IS NULL"),
+        1);
 }
 
 static void test_consent__unknown_configuration_not_found(void **state)
@@ -326,8 +322,10 @@ static void test_consent__unknown_configuration_not_found(void **state)
     ev.event_at = T0;
     ev.source = CONSENT_SOURCE_WHATSAPP;
     assert_int_equal(consent_apply(&r, f->c, &f->opts, &ev), ERR_NOTFOUND);
-    assert_int_equal(count(f->c, "SELECT count(*) FROM numbers"), 0);
-    assert_int_equal(count(f->c, "SELECT count(*) FROM inbound_seen"), 0);
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM numbers"),
+                     0);
+    assert_int_equal(
+        testutil_query_int(f->c, "SELECT count(*) FROM inbound_seen"), 0);
 }
 
 static void test_consent__quarantine_and_replay(void **state)
@@ -359,16 +357,20 @@ static void test_consent__quarantine_and_replay(void **state)
     assert_int_equal(applied, 1);
     assert_int_equal(waiting, 0);
     assert_int_equal(
-        count(f->c, "SELECT status FROM numbers WHERE e164 = '" PHONE "'"),
+        testutil_query_int(
+            f->c, "SELECT status FROM numbers WHERE e164 = '" PHONE "'"),
         CONSENT_OPTED_OUT);
+    assert_int_equal(testutil_query_int(
+                         f->c,
+                         "SELECT count(*) FROM quarantine WHERE resolved_at IS "
+                         "NULL"),
+                     0);
     assert_int_equal(
-        count(f->c, "SELECT count(*) FROM quarantine WHERE resolved_at IS "
-                    "NULL"),
-        0);
-    assert_int_equal(count(f->c, "SELECT attempts FROM quarantine"), 2);
+        testutil_query_int(f->c, "SELECT attempts FROM quarantine"), 2);
     /* The evidence survived the round trip. */
-    assert_int_equal(count(f->c, "SELECT count(*) FROM ledger WHERE "
-                                 "evidence = '{\"text\":\"STOP\"}'"),
+    assert_int_equal(testutil_query_int(f->c,
+                                        "SELECT count(*) FROM ledger WHERE "
+                                        "evidence = '{\"text\":\"STOP\"}'"),
                      1);
 }
 
@@ -417,9 +419,10 @@ static void test_consent__preferences(void **state)
     ev.topic = NULL;
     ev.paused_until = T0 + 7 * DAY;
     assert_int_equal(consent_apply(&r, f->c, &f->opts, &ev), 0);
-    assert_int_equal(count(f->c, "SELECT topics = 'promotions,news' AND "
+    assert_int_equal(
+        testutil_query_int(f->c, "SELECT topics = 'promotions,news' AND "
                                  "paused_until IS NOT NULL FROM numbers"),
-                     1);
+        1);
     assert_int_equal(state_of(f->c, CFG), CONSENT_SINGLE_OPT_IN);
 }
 
@@ -467,11 +470,14 @@ static void test_consent__mirror_new_and_unchanged(void **state)
 
     assert_int_equal(mirror(f, &a), CONSENT_CHANGED);
     assert_int_equal(state_of(f->c, CFG), CONSENT_DOUBLE_OPT_IN);
-    assert_int_equal(count(f->c, "SELECT count(*) FROM ledger"), 1);
-    assert_int_equal(count(f->c, "SELECT count(*) FROM outbox"), 0);
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM ledger"),
+                     1);
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM outbox"),
+                     0);
     /* Same version again: nothing. */
     assert_int_equal(mirror(f, &a), CONSENT_UNCHANGED);
-    assert_int_equal(count(f->c, "SELECT count(*) FROM ledger"), 1);
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM ledger"),
+                     1);
 }
 
 static void test_consent__mirror_unparseable_kept_out(void **state)
@@ -481,11 +487,13 @@ static void test_consent__mirror_unparseable_kept_out(void **state)
 
     a.raw_phone = "call me maybe";
     mirror(f, &a);
-    assert_int_equal(count(f->c, "SELECT count(*) FROM numbers WHERE e164 "
+    assert_int_equal(
+        testutil_query_int(f->c, "SELECT count(*) FROM numbers WHERE e164 "
                                  "IS NULL AND phone_error IS NOT NULL AND "
                                  "raw_phone = 'call me maybe'"),
-                     1);
-    assert_int_equal(count(f->c, "SELECT count(*) FROM ledger"), 0);
+        1);
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM ledger"),
+                     0);
 }
 
 static void test_consent__dataverse_loses_gets_corrected(void **state)
@@ -500,11 +508,12 @@ static void test_consent__dataverse_loses_gets_corrected(void **state)
     a = dv_row(ROW_A, CONSENT_DOUBLE_OPT_IN, T0 + 5 * MIN, 11);
     assert_int_equal(mirror(f, &a), CONSENT_CORRECTED);
     assert_int_equal(state_of(f->c, CFG), CONSENT_OPTED_OUT);
-    assert_int_equal(
-        count(f->c, "SELECT count(*) FROM outbox WHERE state = 'pending' "
-                    "AND status = 3"),
-        1);
-    assert_int_equal(count(f->c, "SELECT dv_status FROM numbers"),
+    assert_int_equal(testutil_query_int(
+                         f->c,
+                         "SELECT count(*) FROM outbox WHERE state = 'pending' "
+                         "AND status = 3"),
+                     1);
+    assert_int_equal(testutil_query_int(f->c, "SELECT dv_status FROM numbers"),
                      CONSENT_DOUBLE_OPT_IN);
 }
 
@@ -522,7 +531,9 @@ static void test_consent__dataverse_newer_wins(void **state)
     assert_int_equal(state_of(f->c, CFG), CONSENT_DOUBLE_OPT_IN);
     /* The pending write-back of the overtaken opt-out is dropped. */
     assert_int_equal(
-        count(f->c, "SELECT count(*) FROM outbox WHERE state = 'pending'"), 0);
+        testutil_query_int(
+            f->c, "SELECT count(*) FROM outbox WHERE state = 'pending'"),
+        0);
 }
 
 static void test_consent__edit_of_another_column_is_no_consent(void **state)
@@ -537,7 +548,9 @@ static void test_consent__edit_of_another_column_is_no_consent(void **state)
     mirror(f, &a);
     assert_int_equal(state_of(f->c, CFG), CONSENT_OPTED_OUT);
     assert_int_equal(
-        count(f->c, "SELECT count(*) FROM outbox WHERE state = 'pending'"), 1);
+        testutil_query_int(
+            f->c, "SELECT count(*) FROM outbox WHERE state = 'pending'"),
+        1);
 }
 
 static void test_consent__new_dv_row_meets_local_opt_out(void **state)
@@ -550,8 +563,9 @@ static void test_consent__new_dv_row_meets_local_opt_out(void **state)
     /* ... then an older Dynamics row for the same number shows up. */
     assert_int_equal(mirror(f, &b), CONSENT_CORRECTED);
     assert_int_equal(state_of(f->c, CFG), CONSENT_OPTED_OUT);
-    assert_int_equal(count(f->c, "SELECT count(*) FROM outbox WHERE "
-                                 "state = 'pending'"),
+    assert_int_equal(testutil_query_int(f->c,
+                                        "SELECT count(*) FROM outbox WHERE "
+                                        "state = 'pending'"),
                      2); /* create the local row, correct row B */
 }
 
@@ -572,7 +586,8 @@ static void test_consent__duplicates_strictest_and_inactive(void **state)
     assert_int_equal(state_of(f->c, CFG), CONSENT_DOUBLE_OPT_IN);
     /* A local opt-out reaches the active row only. */
     express(f, CFG, CONSENT_ACT_OPT_OUT, T0 + MIN, NULL);
-    assert_int_equal(count(f->c, "SELECT count(*) FROM outbox"), 1);
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM outbox"),
+                     1);
 }
 
 static void test_consent__phone_change_moves_state(void **state)
@@ -586,12 +601,14 @@ static void test_consent__phone_change_moves_state(void **state)
     a.modified_on = T0 + MIN;
     mirror(f, &a);
     assert_int_equal(state_of(f->c, CFG), CONSENT_NONE);
-    assert_int_equal(count(f->c, "SELECT count(*) FROM numbers WHERE "
+    assert_int_equal(
+        testutil_query_int(f->c, "SELECT count(*) FROM numbers WHERE "
                                  "e164 = '+442079460958' AND status = 3"),
-                     1);
+        1);
     /* none->opted_out for the first, opted_out->none and none->opted_out
      * as the phone moved. */
-    assert_int_equal(count(f->c, "SELECT count(*) FROM ledger"), 3);
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM ledger"),
+                     3);
 }
 
 static void test_consent__deleted_row(void **state)
@@ -605,8 +622,10 @@ static void test_consent__deleted_row(void **state)
         consent_row_deleted(f->c, ROW_A, T0 + MIN, CONSENT_SOURCE_DATAVERSE),
         0);
     assert_int_equal(cache_commit(f->c), 0);
-    assert_int_equal(count(f->c, "SELECT count(*) FROM numbers"), 0);
-    assert_int_equal(count(f->c, "SELECT count(*) FROM ledger"), 2);
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM numbers"),
+                     0);
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM ledger"),
+                     2);
 }
 
 static void test_consent__deleted_row_keeps_pending_opt_out(void **state)
@@ -624,9 +643,13 @@ static void test_consent__deleted_row_keeps_pending_opt_out(void **state)
     /* The opt-out stays and will re-create the record. */
     assert_int_equal(state_of(f->c, CFG), CONSENT_OPTED_OUT);
     assert_int_equal(
-        count(f->c, "SELECT count(*) FROM numbers WHERE dv_id IS NULL"), 1);
+        testutil_query_int(f->c,
+                           "SELECT count(*) FROM numbers WHERE dv_id IS NULL"),
+        1);
     assert_int_equal(
-        count(f->c, "SELECT count(*) FROM outbox WHERE state = 'pending'"), 1);
+        testutil_query_int(
+            f->c, "SELECT count(*) FROM outbox WHERE state = 'pending'"),
+        1);
     {
         struct ledger_verify_result v;
 

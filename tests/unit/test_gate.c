@@ -117,18 +117,6 @@ static void exec(cache *c, const char *sql)
     assert_int_equal(cache_exec(c, sql), 0);
 }
 
-static int64_t query_int(cache *c, const char *sql)
-{
-    sqlite3_stmt *st = cache_stmt(c, sql);
-    int64_t v;
-
-    assert_non_null(st);
-    assert_int_equal(cache_step(st), SQLITE_ROW);
-    v = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    return v;
-}
-
 static int setup(void **state)
 {
     struct fixture *f = xcalloc(1, sizeof(*f));
@@ -746,13 +734,15 @@ static void test_gate__record_send(void **state)
                      ERR_BADINPUT);
     assert_int_equal(gate_record_send(f->g, CFG, PHONE, "  ", NOW - 8 * DAY),
                      0);
-    assert_int_equal(query_int(f->c, "SELECT count(*) FROM sends WHERE "
-                                     "topic IS NULL"),
+    assert_int_equal(testutil_query_int(f->c,
+                                        "SELECT count(*) FROM sends WHERE "
+                                        "topic IS NULL"),
                      0); /* pruned at once: outside every window */
     assert_int_equal(gate_record_send(f->g, CFG, "0151 23456789", " a ", 0), 0);
-    assert_int_equal(query_int(f->c, "SELECT count(*) FROM sends WHERE "
-                                     "topic = 'a' AND e164 = '" PHONE
-                                     "' AND at = 1746640000000"),
+    assert_int_equal(testutil_query_int(f->c,
+                                        "SELECT count(*) FROM sends WHERE "
+                                        "topic = 'a' AND e164 = '" PHONE
+                                        "' AND at = 1746640000000"),
                      1);
 }
 
@@ -1013,7 +1003,8 @@ static void test_gate__emptied_journal_rebuilds(void **state)
     o = other_open(f);
     exec(o, "DELETE FROM gate_journal");
     exec(o, "UPDATE numbers SET status = 3 WHERE e164 = '" PHONE "'");
-    assert_int_equal(query_int(o, "SELECT max(seq) FROM gate_journal"), 1);
+    assert_int_equal(testutil_query_int(o, "SELECT max(seq) FROM gate_journal"),
+                     1);
     expect_reason(f, CFG, PHONE, NULL, GATE_OPTED_OUT);
     cache_close(o);
 }
@@ -1063,10 +1054,11 @@ static void test_gate__journal_is_bounded(void **state)
         sqlite3_reset(st);
     }
     assert_int_equal(cache_commit(o), 0);
-    assert_in_range(query_int(o, "SELECT count(*) FROM gate_journal"), 65536,
-                    65536 + 1024);
+    assert_in_range(testutil_query_int(o, "SELECT count(*) FROM gate_journal"),
+                    65536, 65536 + 1024);
     /* Six Configurations were journaled before: 70006 entries in all. */
-    assert_int_equal(query_int(o, "SELECT max(seq) FROM gate_journal"), 70006);
+    assert_int_equal(testutil_query_int(o, "SELECT max(seq) FROM gate_journal"),
+                     70006);
     expect_reason(f, CFG, PHONE, "t69999", GATE_TOPIC_OPTED_OUT);
     expect_reason(f, CFG, PHONE, "t69998", GATE_ALLOWED);
     cache_close(o);
