@@ -136,9 +136,12 @@ class ControlTest(EmulatorTest):
         self.assertEqual(self.get(NUMBERS).status, 200)
 
     def test_delay_fault(self):
-        self.control("POST", "faults", {"type": "delay", "seconds": 0.2,
-                                        "count": 1})
-        conn = self.emu.connection(timeout=0.05)
+        # Only the query is delayed (not a token request), and by far more
+        # than the client waits, so a loaded machine cannot blur the two.
+        self.control("POST", "faults", {"type": "delay", "seconds": 1.0,
+                                        "count": 1,
+                                        "match": {"kind": "query"}})
+        conn = self.emu.connection(timeout=0.1)
         conn.request("GET", API + NUMBERS, headers=self.headers())
         with self.assertRaises(OSError):
             conn.getresponse()
