@@ -390,11 +390,7 @@ int cli_cache(struct cli_ctx *ctx)
 
 void cli_consent_options(struct cli_ctx *ctx, struct consent_options *out)
 {
-    memset(out, 0, sizeof(*out));
-    out->double_opt_in_window = ctx->cfg->consent.double_opt_in_window * 1000;
-    out->write_preferences =
-        ctx->mapping &&
-        (ctx->mapping->number.topics || ctx->mapping->number.paused_until);
+    consent_options_init(out, ctx->cfg, ctx->mapping);
 }
 
 int cli_configuration(struct cli_ctx *ctx, char *out_id, const char *ref)

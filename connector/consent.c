@@ -10,11 +10,22 @@
 #include <string.h>
 
 #include "clock.h"
+#include "config.h"
 #include "configurations.h"
 #include "err.h"
 #include "ledger.h"
 #include "log.h"
 #include "xalloc.h"
+
+void consent_options_init(struct consent_options *out,
+                          const struct optsync_config *cfg,
+                          const struct mapping *m)
+{
+    memset(out, 0, sizeof(*out));
+    out->double_opt_in_window = cfg->consent.double_opt_in_window * 1000;
+    out->write_preferences =
+        m && (m->number.topics != NULL || m->number.paused_until != NULL);
+}
 
 /* ---- the rule table ------------------------------------------------------ */
 

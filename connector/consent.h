@@ -123,6 +123,15 @@ struct consent_options {
     int write_preferences;        /* the mapping names topic / pause columns */
 };
 
+struct optsync_config;
+
+/* The options a configured connector applies events with: the double
+ * opt-in window from [consent], preference write-back when the mapping
+ * (may be NULL) names the topic or pause columns. */
+void consent_options_init(struct consent_options *out,
+                          const struct optsync_config *cfg,
+                          const struct mapping *m);
+
 /*
  * Applies one event in its own transaction (BEGIN IMMEDIATE ... COMMIT).
  * Returns 0 with *out describing what happened; ERR_NOTFOUND when the

@@ -213,21 +213,32 @@ static int write_row(int64_t *local_id, cache *c, const struct existing *x,
     return 0;
 }
 
-static char *evidence_for(const struct number_record *r, const char *extra)
+/* What a Dataverse-caused ledger entry cites: the row (when read) or
+ * just its id, and a note.  Built only when an entry is written. */
+struct dv_evidence {
+    const char *dv_id;
+    const struct number_record *rec; /* NULL for a deletion */
+    const char *note;                /* NULL: none */
+};
+
+static char *evidence_text(const struct dv_evidence *e)
 {
+    const struct number_record *r = e->rec;
     cJSON *o = cJSON_CreateObject();
     char at[32], *text;
 
-    cJSON_AddStringToObject(o, "dv_id", r->id);
-    cJSON_AddNumberToObject(o, "version", (double)r->version);
-    if (r->modified_on) {
-        mapping_time_format(at, r->modified_on);
-        cJSON_AddStringToObject(o, "modified_on", at);
+    cJSON_AddStringToObject(o, "dv_id", e->dv_id);
+    if (r) {
+        cJSON_AddNumberToObject(o, "version", (double)r->version);
+        if (r->modified_on) {
+            mapping_time_format(at, r->modified_on);
+            cJSON_AddStringToObject(o, "modified_on", at);
+        }
+        if (r->raw_phone)
+            cJSON_AddStringToObject(o, "phone_as_typed", r->raw_phone);
     }
-    if (r->raw_phone)
-        cJSON_AddStringToObject(o, "phone_as_typed", r->raw_phone);
-    if (extra)
-        cJSON_AddStringToObject(o, "note", extra);
+    if (e->note)
+        cJSON_AddStringToObject(o, "note", e->note);
     text = jsonutil_canonical(o);
     cJSON_Delete(o);
     return text;
@@ -236,20 +247,23 @@ static char *evidence_for(const struct number_record *r, const char *extra)
 /* Ledger entry when the state of (cfg, e164) moved from `before`. */
 static int record_if_changed(cache *c, const char *cfg, const char *e164,
                              const struct consent__state *before,
-                             const struct consent_event *ev, int64_t t,
-                             const char *evidence)
+                             const char *source, int64_t t,
+                             const struct dv_evidence *e)
 {
     struct consent__keys keys;
     struct consent__state after;
+    char *evidence;
     int rc;
 
     consent__keys_init(&keys, e164);
     rc = consent__state_load(&after, c, cfg, &keys);
     if (rc || after.status == before->status)
         return rc;
-    return consent__ledger(c, cfg, e164, before->status, after.status,
-                           after.rows ? after.status_at : t, ev->source,
-                           evidence);
+    evidence = evidence_text(e);
+    rc = consent__ledger(c, cfg, e164, before->status, after.status,
+                         after.rows ? after.status_at : t, source, evidence);
+    free(evidence);
+    return rc;
 }
 
 /* Unchanged since last read: only the sweep mark moves. */
@@ -274,9 +288,9 @@ static int apply_plan(struct consent_result *out, cache *c,
 {
     const struct number_record *r = ev->row->rec;
     struct consent__state old_before = { 0 }, new_before = { 0 };
+    struct dv_evidence e = { r->id, r, NULL };
     struct consent__keys keys;
     int64_t local_id = 0;
-    char *evidence;
     int rc = 0, same_key;
 
     old_before.status = new_before.status = CONSENT_NONE;
@@ -302,15 +316,13 @@ static int apply_plan(struct consent_result *out, cache *c,
     if (rc == 0 && p->corrective && p->e164[0])
         rc = consent__queue_writeback(c, local_id, r->configuration_id, p->e164,
                                       p->status, p->status_at, "corrective");
-    evidence =
-        evidence_for(r, p->corrective ? "dataverse lost: corrected" : NULL);
+    e.note = p->corrective ? "dataverse lost: corrected" : NULL;
     if (rc == 0 && x->found && x->e164 && !same_key)
-        rc = record_if_changed(c, x->configuration_id, x->e164, &old_before, ev,
-                               t, evidence);
+        rc = record_if_changed(c, x->configuration_id, x->e164, &old_before,
+                               ev->source, t, &e);
     if (rc == 0 && p->e164[0])
-        rc = record_if_changed(c, r->configuration_id, p->e164, &new_before, ev,
-                               t, evidence);
-    free(evidence);
+        rc = record_if_changed(c, r->configuration_id, p->e164, &new_before,
+                               ev->source, t, &e);
     out->from = new_before.status;
     out->to = p->status;
     out->outcome = p->corrective ? CONSENT_CORRECTED : CONSENT_CHANGED;
@@ -386,12 +398,10 @@ static int orphan_or_delete(cache *c, const struct existing *x)
 int consent_row_deleted(cache *c, const char *dv_id, int64_t event_at,
                         const char *source)
 {
-    struct consent_event ev;
     struct consent__state before = { 0 };
+    struct dv_evidence e = { dv_id, NULL, "deleted in Dataverse" };
     struct consent__keys keys;
     struct existing x;
-    char *evidence;
-    cJSON *o;
     int rc = existing_load(&x, c, dv_id);
 
     if (rc || !x.found)
@@ -402,18 +412,9 @@ int consent_row_deleted(cache *c, const char *dv_id, int64_t event_at,
     }
     if (rc == 0)
         rc = orphan_or_delete(c, &x);
-    if (rc == 0 && x.e164) {
-        memset(&ev, 0, sizeof(ev));
-        ev.source = source;
-        o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "dv_id", dv_id);
-        cJSON_AddStringToObject(o, "note", "deleted in Dataverse");
-        evidence = jsonutil_canonical(o);
-        cJSON_Delete(o);
-        rc = record_if_changed(c, x.configuration_id, x.e164, &before, &ev,
-                               event_at, evidence);
-        free(evidence);
-    }
+    if (rc == 0 && x.e164)
+        rc = record_if_changed(c, x.configuration_id, x.e164, &before, source,
+                               event_at, &e);
 out:
     existing_dispose(&x);
     return rc;

@@ -31,24 +31,29 @@ static void classify(struct consent_intent *out, const keywords *k,
     struct keyword_match m;
 
     memset(&m, 0, sizeof(m));
+    /* A near miss anywhere (a broken "OPT_OUT:" payload, a label or text
+     * that only contains "stop") is worth a person's look. */
     if (r->payload && *r->payload) {
         keywords_match_payload(&m, k, r->payload);
+        out->near_miss |= m.near_miss;
         if (m.intent != KW_NONE)
             goto found;
     }
     if (r->title && *r->title) {
         keywords_match_text(&m, k, r->title);
+        out->near_miss |= m.near_miss;
         if (m.intent != KW_NONE)
             goto found;
     }
     if (r->text && *r->text) {
         keywords_match_text(&m, k, r->text);
-        out->near_miss = m.near_miss;
+        out->near_miss |= m.near_miss;
         if (m.intent != KW_NONE)
             goto found;
     }
     return;
 found:
+    out->near_miss = 0; /* it meant something after all */
     out->action = action_of(m.intent, r->has_context);
     if (m.intent == KW_TOPIC_OPT_OUT) {
         memcpy(out->topic_storage, m.topic, sizeof(out->topic_storage));

@@ -71,8 +71,7 @@ int syncer_new(syncer **out, const struct optsync_config *cfg,
     s->m = m;
     s->cache = c;
     s->lock_fd = -1;
-    s->consent.double_opt_in_window = cfg->consent.double_opt_in_window * 1000;
-    s->consent.write_preferences = m->number.topics || m->number.paused_until;
+    consent_options_init(&s->consent, cfg, m);
     rc = make_http(&s->http_main, cfg, throttle);
     if (rc == 0)
         rc = make_http(&s->http_fetch, cfg, throttle);

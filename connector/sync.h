@@ -58,8 +58,7 @@ struct sync_options {
     int force_full;
     sync_progress_fn progress; /* after each committed page; may be NULL */
     void *progress_payload;
-    long stop_after_pages;    /* tests: _exit(99) after N committed pages */
-    const volatile int *stop; /* borrowed; ends waits early */
+    long stop_after_pages; /* tests: _exit(99) after N committed pages */
 };
 
 struct sync_result {

@@ -684,6 +684,9 @@ static const struct {
     { NULL, "OPT_OUT:promotions", "No offers", 1, 0, CONSENT_ACT_TOPIC_OPT_OUT,
       0 },
     { NULL, "PAUSE:30", "Later", 1, 0, CONSENT_ACT_PAUSE, 0 },
+    /* A broken topic payload with a plain label: flagged for review. */
+    { NULL, "OPT_OUT:", "Weiter", 1, 0, CONSENT_ACT_NONE, 1 },
+    { NULL, "callback_data", "please stop", 1, 0, CONSENT_ACT_NONE, 1 },
 };
 
 static void test_consent__reply_meanings(void **state)

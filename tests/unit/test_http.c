@@ -194,7 +194,8 @@ static void test_http__429_pauses_the_identity(void **state)
     assert_int_equal(r.attempts, 2);
     http_response_dispose(&r);
     assert_true(clock_mono_ms() - start >= 1000);
-    /* The other handle of the identity was paused too: no violation. */
+    /* Waiting out Retry-After in full: the emulator saw no early retry
+     * (handles sharing the pause: test_http__429_shared_across_handles). */
     add_fault(f, "{\"type\":\"throttle\",\"retry_after\":1,\"count\":1,"
                  "\"match\":{\"kind\":\"query\"}}");
     assert_int_equal(get(f, f->a, &r), 0);
