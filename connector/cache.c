@@ -380,3 +380,15 @@ void cache_close(cache *c)
     free(c->path);
     free(c);
 }
+
+int cache_last_sync_success(int64_t *out, cache *c)
+{
+    sqlite3_stmt *st = cache_stmt(c, "SELECT max(started_at) FROM sync_runs "
+                                     "WHERE ok = 1");
+
+    if (!st || cache_step(st) != SQLITE_ROW)
+        return ERR_FAIL;
+    *out = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return 0;
+}

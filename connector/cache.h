@@ -98,6 +98,13 @@ void cache_bind_text(sqlite3_stmt *st, int idx, const char *s);
 void cache_bind_int(sqlite3_stmt *st, int idx, int64_t v);
 void cache_bind_opt_int(sqlite3_stmt *st, int idx, int64_t v);
 
+/*
+ * Start time (ms) of the last successful sync (sync.h note 7), 0 when
+ * there was none: what the gate's staleness and `status` count from.
+ * The poller writes sync_runs; its readers ask here, not the poller.
+ */
+int cache_last_sync_success(int64_t *out, cache *c);
+
 /* Column helper: text or NULL. */
 const char *cache_col_text(sqlite3_stmt *st, int idx);
 

@@ -10,7 +10,6 @@
 
 #include "cli.h"
 #include "clock.h"
-#include "sync.h"
 
 enum { OPT_JSON = 1 };
 
@@ -117,7 +116,7 @@ static cJSON *collect(struct cli_ctx *ctx, int *stale)
     int64_t last = 0, now = clock_now_ms();
     int64_t max_ms = ctx->cfg->sync.max_staleness * 1000;
 
-    sync_last_success(&last, ctx->cache);
+    cache_last_sync_success(&last, ctx->cache);
     *stale = last == 0 || now - last >= max_ms;
     cJSON_AddItemToObject(o, "last_full_sync", last_run(ctx->cache, "full", 1));
     cJSON_AddItemToObject(o, "last_delta_sync",

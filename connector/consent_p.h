@@ -1,12 +1,21 @@
 /*
  * consent_p — shared between the pieces of the consent engine only
- * (consent.c, consent_mirror.c, consent_reply.c, consent_quarantine.c).
+ * (consent.c, consent_mirror.c, consent_reply.c, consent_quarantine.c,
+ * consent_store.c).
+ *
+ * Layering: consent.c (local expressions, consent_apply) and
+ * consent_mirror.c (Dataverse rows) both stand on consent_store.c (state,
+ * ledger, outbox); consent.c hands MIRROR events down to consent_mirror.c.
+ * Nothing below calls back up.
  */
 #ifndef OPTSYNC_CONSENT_P_H
 #define OPTSYNC_CONSENT_P_H
 
 #include "consent.h"
 #include "phone.h"
+
+/* ---- consent_store.c ------------------------------------------------------
+ */
 
 /* The state of one (configuration, phone): note (1) in consent.h. */
 struct consent__state {
@@ -25,6 +34,11 @@ struct consent__keys {
 };
 
 void consent__keys_init(struct consent__keys *k, const char *e164);
+
+/* The SQL condition matching a number's keys, bound to ?2..?6 by
+ * consent__bind_keys (unused ones NULL). */
+#define CONSENT__KEYS_IN "e164 IN (?2, ?3, ?4, ?5, ?6)"
+void consent__bind_keys(sqlite3_stmt *st, const struct consent__keys *k);
 
 int consent__state_load(struct consent__state *out, cache *c,
                         const char *configuration_id,
@@ -51,7 +65,10 @@ int consent__cancel_writeback(cache *c, int64_t local_id);
 int consent__loses(int64_t event_at, enum consent_status next,
                    int64_t current_at, enum consent_status current);
 
-/* The MIRROR half of consent_apply_locked (consent_mirror.c). */
+/* ---- consent_mirror.c -----------------------------------------------------
+ */
+
+/* The MIRROR half of consent_apply_locked. */
 int consent__mirror(struct consent_result *out, cache *c,
                     const struct consent_event *ev);
 

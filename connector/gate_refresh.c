@@ -12,7 +12,6 @@
 
 #include "err.h"
 #include "log.h"
-#include "sync.h"
 #include "xalloc.h"
 
 /* WAL-index header (SQLite's walformat.html, "the wal-index header"):
@@ -447,7 +446,7 @@ static int refresh_from_cache(gate *g, int full)
 
     rc = read_begin(g);
     if (rc == 0)
-        rc = sync_last_success(&g->last_sync, g->c);
+        rc = cache_last_sync_success(&g->last_sync, g->c);
     if (rc == 0 && g->opts.index)
         rc = index_refresh(g, full, &confs_changed);
     if (rc == 0 && confs_changed)

@@ -92,7 +92,4 @@ void syncer_free(syncer *s);
 int sync_run(struct sync_result *out, syncer *s,
              const struct sync_options *opts);
 
-/* Start time of the last successful sync (ms), 0 when there was none. */
-int sync_last_success(int64_t *out, cache *c);
-
 #endif
