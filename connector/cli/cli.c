@@ -325,8 +325,9 @@ int cli_config(struct cli_ctx *ctx)
 
     if (ctx->cfg)
         return 0;
-    rc = config_load(&ctx->cfg, ctx->config_path, ctx->overrides,
-                     ctx->n_overrides, &diag);
+    rc = config_load_for(
+        &ctx->cfg, ctx->config_path, ctx->overrides, ctx->n_overrides,
+        ctx->command ? ctx->command->secrets : CONFIG_NEEDS_ALL, &diag);
     if (rc != 0) {
         config_diag_print(stderr, &diag);
         fprintf(stderr, "optsync: configuration has errors; "

@@ -47,6 +47,7 @@ struct cli_command {
     const char *description;
     const char *exit_codes;           /* lines for --help */
     const struct cli_option *options; /* ends with a {NULL} entry */
+    unsigned secrets; /* CONFIG_FOR_* parts whose secrets it reads */
     int (*run)(struct cli_ctx *ctx, int argc, char **argv);
 };
 
@@ -75,7 +76,9 @@ int cli_common_option(struct cli_ctx *ctx, int id, const char *arg,
                       int *usage_error);
 
 /*
- * Loads the config (with -o overrides) once; prints problems to stderr.
+ * Loads the config (with -o overrides) once, with the secrets of the
+ * running command's parts only (cli_command.secrets; every secret when no
+ * command runs); prints problems to stderr.
  * Returns 0, or an exit code (EXIT_USAGE) after printing why.
  */
 int cli_config(struct cli_ctx *ctx);

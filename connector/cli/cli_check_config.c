@@ -2,7 +2,8 @@
  * cli_check_config — `optsync check-config`: validates the configuration
  * and the mapping file, reports every problem with file, line, section and
  * key (or JSON path), and prints the effective configuration with secrets
- * redacted.
+ * redacted, and which commands read each secret (a command reads only the
+ * secrets of the parts it runs: config.h, CONFIG_FOR_*).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,43 @@ static size_t check_mapping(const struct optsync_config *cfg)
     return n;
 }
 
+static int run(struct cli_ctx *ctx, int argc, char **argv);
+
+/* "sync, outbox, serve": the commands that read key `k`. */
+static void print_readers(FILE *fp, const struct config_key *k)
+{
+    const char *sep = "";
+    size_t i;
+
+    for (i = 0; cli_commands[i]; i++) {
+        if (cli_commands[i]->run == run || /* this command reads all */
+            !config_key_needed(k, cli_commands[i]->secrets))
+            continue;
+        fprintf(fp, "%s%s", sep, cli_commands[i]->name);
+        sep = ", ";
+    }
+    fputs(*sep ? "\n" : "(none)\n", fp);
+}
+
+/* Every secret (and K_file key), with the commands that read it. */
+static void print_secret_readers(FILE *fp)
+{
+    char name[96];
+    size_t i;
+
+    fprintf(fp, "\n# secrets, and the commands that read them (others "
+                "ignore them):\n");
+    for (i = 0; i < config_table_count; i++) {
+        const struct config_key *k = &config_table[i];
+
+        if (!(k->flags & (CONFIG_SENSITIVE | CONFIG_FROM_FILE)))
+            continue;
+        snprintf(name, sizeof(name), "[%s] %s", k->section, k->name);
+        fprintf(fp, "#   %-32s ", name);
+        print_readers(fp, k);
+    }
+}
+
 static int run(struct cli_ctx *ctx, int argc, char **argv)
 {
     struct config_diag diag = { 0 };
@@ -73,8 +111,10 @@ static int run(struct cli_ctx *ctx, int argc, char **argv)
         return EXIT_USAGE; /* nothing to check */
     if (cfg) {
         problems += check_mapping(cfg);
-        if (!quiet)
+        if (!quiet) {
             config_print(ctx->out, cfg);
+            print_secret_readers(ctx->out);
+        }
         config_free(cfg);
     }
     fprintf(stderr, "%s: %zu problem%s found\n", ctx->config_path, problems,
@@ -90,11 +130,14 @@ const struct cli_command cli_check_config_command = {
         "Reads the configuration (and any -o overrides) and the mapping\n"
         "file it names, reports every problem with file, line, section and\n"
         "key (or JSON path), and prints the effective configuration with\n"
-        "secrets redacted.",
+        "secrets redacted.  Every secret is checked here; other commands\n"
+        "read only the secrets they use, and the list at the end says\n"
+        "which command reads which.",
     .exit_codes = "  0  no problems\n"
                   "  1  problems found (errors or warnings, listed on "
                   "stderr)\n"
                   "  2  usage error, or the config file cannot be read\n",
     .options = options,
+    .secrets = CONFIG_NEEDS_ALL,
     .run = run,
 };

@@ -166,5 +166,6 @@ const struct cli_command cli_sync_command = {
                   "  3  Entra ID or Dataverse failed (after retries)\n"
                   "  4  cache error, or another sync holds the lock\n",
     .options = options,
+    .secrets = CONFIG_FOR_DATAVERSE,
     .run = run,
 };

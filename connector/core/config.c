@@ -45,6 +45,7 @@ struct config_origin {
 
 struct load_ctx {
     const char *name; /* file name for messages */
+    unsigned needs;   /* CONFIG_FOR_* parts the command runs */
     const char *dir;
     struct config_diag *diag;
     struct raw_value *raw; /* one per table key */
@@ -148,6 +149,26 @@ const struct config_key *config_key_find(const char *section, const char *name)
             strcmp(config_table[i].name, name) == 0)
             return &config_table[i];
     return NULL;
+}
+
+int config_key_needed(const struct config_key *k, unsigned needs)
+{
+    unsigned parts = k->flags & CONFIG_NEEDS_ALL;
+
+    if (!(k->flags & (CONFIG_SENSITIVE | CONFIG_FROM_FILE)))
+        return 1;
+    return parts ? (parts & needs) != 0 : needs == CONFIG_NEEDS_ALL;
+}
+
+const char *config_key_reader(const struct config_key *k)
+{
+    if (k->flags & CONFIG_FOR_DATAVERSE)
+        return "the Dataverse client (sync, outbox, serve)";
+    if (k->flags & CONFIG_FOR_LISTENER)
+        return "the HTTP listener (listen, serve)";
+    if (k->flags & CONFIG_FOR_SENDER)
+        return "the WhatsApp sender (serve)";
+    return "the daemon (serve)";
 }
 
 static int section_known(const char *section)
@@ -393,10 +414,16 @@ static const char *base_dir(const struct load_ctx *ctx, int idx)
     return ctx->raw[idx].from_override ? "." : ctx->dir;
 }
 
-/* Turns an _env / _file reference into the value text (owned). */
+/*
+ * Turns an _env / _file reference into the value text (owned).  A secret
+ * of a part the command does not run may be unreadable: that is no
+ * problem, the key stays unset.
+ */
 static char *dereference(struct load_ctx *ctx, int idx)
 {
+    const struct config_key *k = &config_table[idx];
     struct raw_value *rv = &ctx->raw[idx];
+    int needed = config_key_needed(k, ctx->needs);
     const char *env;
     char *path, *data = NULL;
     size_t len = 0;
@@ -404,17 +431,20 @@ static char *dereference(struct load_ctx *ctx, int idx)
     if (rv->how == GIVEN_ENV) {
         env = getenv(rv->text);
         if (!env || !*env) {
-            KEY_PROBLEM(ctx, idx, 1,
-                        "environment variable %s is not set (named by "
-                        "%s_env)",
-                        rv->text, config_table[idx].name);
+            if (needed)
+                KEY_PROBLEM(ctx, idx, 1,
+                            "environment variable %s is not set (named by "
+                            "%s_env; read by %s)",
+                            rv->text, k->name, config_key_reader(k));
             return NULL;
         }
         return xstrdup(env);
     }
     path = fileio_path_resolve(base_dir(ctx, idx), rv->text);
     if (fileio_read(&data, &len, path, CAP_SECRET_FILE_BYTES) != 0) {
-        KEY_PROBLEM(ctx, idx, 1, "%s", err_message());
+        if (needed)
+            KEY_PROBLEM(ctx, idx, 1, "%s (read by %s)", err_message(),
+                        config_key_reader(k));
         free(path);
         return NULL;
     }
@@ -751,13 +781,14 @@ static void cross_check(struct load_ctx *ctx, struct optsync_config *cfg)
     check_required(ctx, "auth", "client_id", cfg->auth.client_id);
     check_https(ctx, "dataverse", "url", cfg->dataverse.url);
     check_https(ctx, "auth", "authority", cfg->auth.authority);
-    check_credentials(ctx, cfg);
+    if (ctx->needs & CONFIG_FOR_DATAVERSE)
+        check_credentials(ctx, cfg);
     check_inline_secrets(ctx, cfg);
     check_api_version(ctx, cfg->dataverse.api_version);
     check_webhook(ctx, cfg);
     check_timing(ctx, cfg);
     check_log(ctx, cfg);
-    if (!cfg->listener.api_key)
+    if ((ctx->needs & CONFIG_FOR_LISTENER) && !cfg->listener.api_key)
         add_problem(ctx->diag, 0, ctx->name, 0, "listener", "api_key",
                     "not set: every /v1/* request will be refused (401)");
     derive_scope(cfg);
@@ -783,12 +814,23 @@ int config_load_string(struct optsync_config **out, const char *text,
                        const struct config_override *overrides,
                        size_t n_overrides, struct config_diag *diag)
 {
+    return config_load_string_for(out, text, name, dir, overrides, n_overrides,
+                                  CONFIG_NEEDS_ALL, diag);
+}
+
+int config_load_string_for(struct optsync_config **out, const char *text,
+                           const char *name, const char *dir,
+                           const struct config_override *overrides,
+                           size_t n_overrides, unsigned needs,
+                           struct config_diag *diag)
+{
     struct load_ctx ctx;
     struct config_box *box = xcalloc(1, sizeof(*box));
     size_t errors_before = diag->errors, i;
 
     memset(&ctx, 0, sizeof(ctx));
     ctx.name = name;
+    ctx.needs = needs;
     ctx.dir = dir;
     ctx.diag = diag;
     ctx.raw = xcalloc(config_table_count, sizeof(*ctx.raw));
@@ -815,6 +857,14 @@ int config_load(struct optsync_config **out, const char *path,
                 const struct config_override *overrides, size_t n_overrides,
                 struct config_diag *diag)
 {
+    return config_load_for(out, path, overrides, n_overrides, CONFIG_NEEDS_ALL,
+                           diag);
+}
+
+int config_load_for(struct optsync_config **out, const char *path,
+                    const struct config_override *overrides, size_t n_overrides,
+                    unsigned needs, struct config_diag *diag)
+{
     char *text = NULL, *dir;
     int rc;
 
@@ -824,7 +874,8 @@ int config_load(struct optsync_config **out, const char *path,
         return rc == ERR_NOTFOUND ? ERR_NOTFOUND : ERR_BADINPUT;
     }
     dir = fileio_dirname(path);
-    rc = config_load_string(out, text, path, dir, overrides, n_overrides, diag);
+    rc = config_load_string_for(out, text, path, dir, overrides, n_overrides,
+                                needs, diag);
     free(dir);
     free(text);
     return rc;

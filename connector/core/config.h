@@ -116,6 +116,21 @@ enum config_type {
 #define CONFIG_SENSITIVE 0x1u /* secret: redacted; K, K_env or K_file */
 #define CONFIG_FROM_FILE 0x2u /* may be given as K_file (and K_env) */
 
+/*
+ * Which part of optsync reads a secret (or a K_file key).  A command loads
+ * only the secrets of the parts it runs (struct cli_command.secrets): an
+ * environment variable or file that cannot be read is an error for those,
+ * and ignored for the rest, so `optsync status` runs in a shell that has
+ * none of the daemon's secrets.  A secret that names no part is read by
+ * the whole daemon only (CONFIG_NEEDS_ALL).
+ */
+#define CONFIG_FOR_DATAVERSE 0x4u /* the Dataverse client: sync, outbox */
+#define CONFIG_FOR_LISTENER 0x8u  /* the HTTP listener: webhooks, gate API */
+#define CONFIG_FOR_SENDER 0x10u   /* the WhatsApp sender (consent messages) */
+#define CONFIG_NEEDS_NONE 0u
+#define CONFIG_NEEDS_ALL                                                       \
+    (CONFIG_FOR_DATAVERSE | CONFIG_FOR_LISTENER | CONFIG_FOR_SENDER)
+
 struct config_key {
     const char *section;
     const char *name;
@@ -132,6 +147,14 @@ extern const struct config_key config_table[];
 extern const size_t config_table_count;
 
 const struct config_key *config_key_find(const char *section, const char *name);
+
+/* True when a command reading the parts in `needs` (CONFIG_FOR_* bits)
+ * must be able to read key `k`; always true for keys that are no secret
+ * and no K_file key. */
+int config_key_needed(const struct config_key *k, unsigned needs);
+
+/* "the Dataverse client", ... : the part that reads `k` (for messages). */
+const char *config_key_reader(const struct config_key *k);
 
 /* ---- loading --------------------------------------------------------------
  */
@@ -169,11 +192,25 @@ int config_load(struct optsync_config **out, const char *path,
                 const struct config_override *overrides, size_t n_overrides,
                 struct config_diag *diag);
 
+/*
+ * The same for a command that runs only the parts in `needs` (CONFIG_FOR_*;
+ * config_load reads everything: CONFIG_NEEDS_ALL).  Secrets of other parts
+ * are read when they can be, and left unset without a problem when not.
+ */
+int config_load_for(struct optsync_config **out, const char *path,
+                    const struct config_override *overrides, size_t n_overrides,
+                    unsigned needs, struct config_diag *diag);
+
 /* Same from a string; `name` is used in messages and `dir` for paths. */
 int config_load_string(struct optsync_config **out, const char *text,
                        const char *name, const char *dir,
                        const struct config_override *overrides,
                        size_t n_overrides, struct config_diag *diag);
+int config_load_string_for(struct optsync_config **out, const char *text,
+                           const char *name, const char *dir,
+                           const struct config_override *overrides,
+                           size_t n_overrides, unsigned needs,
+                           struct config_diag *diag);
 
 /* Frees the config, wiping secrets.  NULL is a no-op. */
 void config_free(struct optsync_config *cfg);

@@ -40,13 +40,13 @@ const struct config_key config_table[] = {
     { "auth", "client_id", CONFIG_STRING, NULL, NO_BOUNDS, NULL, 0,
       OFF(auth.client_id), "application (client) id" },
     { "auth", "client_secret", CONFIG_STRING, NULL, NO_BOUNDS, NULL,
-      CONFIG_SENSITIVE, OFF(auth.client_secret),
+      CONFIG_SENSITIVE | CONFIG_FOR_DATAVERSE, OFF(auth.client_secret),
       "client secret value (not its id)" },
     { "auth", "certificate", CONFIG_STRING, NULL, NO_BOUNDS, NULL,
-      CONFIG_FROM_FILE, OFF(auth.certificate),
+      CONFIG_FROM_FILE | CONFIG_FOR_DATAVERSE, OFF(auth.certificate),
       "public certificate (PEM) for a certificate credential" },
     { "auth", "private_key", CONFIG_STRING, NULL, NO_BOUNDS, NULL,
-      CONFIG_SENSITIVE, OFF(auth.private_key),
+      CONFIG_SENSITIVE | CONFIG_FOR_DATAVERSE, OFF(auth.private_key),
       "private key (PEM) of that certificate" },
     { "auth", "scope", CONFIG_STRING, NULL, NO_BOUNDS, NULL, 0, OFF(auth.scope),
       "token scope; default {dataverse url}/.default" },
@@ -73,7 +73,7 @@ const struct config_key config_table[] = {
     { "listener", "port", CONFIG_INT, "8080", 0, 65535, NULL, 0,
       OFF(listener.port), "TCP port; 0 picks a free one" },
     { "listener", "api_key", CONFIG_STRING, NULL, NO_BOUNDS, NULL,
-      CONFIG_SENSITIVE, OFF(listener.api_key),
+      CONFIG_SENSITIVE | CONFIG_FOR_LISTENER, OFF(listener.api_key),
       "key required on /v1/* (X-Api-Key or Bearer)" },
     { "listener", "max_body", CONFIG_SIZE, "4MiB", 1024, 16 * MIB, NULL, 0,
       OFF(listener.max_body), "largest request body; larger gets 413" },
@@ -82,10 +82,10 @@ const struct config_key config_table[] = {
 
     /* [whatsapp] */
     { "whatsapp", "app_secret", CONFIG_STRING, NULL, NO_BOUNDS, NULL,
-      CONFIG_SENSITIVE, OFF(whatsapp.app_secret),
+      CONFIG_SENSITIVE | CONFIG_FOR_LISTENER, OFF(whatsapp.app_secret),
       "Meta app secret (X-Hub-Signature-256)" },
     { "whatsapp", "verify_token", CONFIG_STRING, NULL, NO_BOUNDS, NULL,
-      CONFIG_SENSITIVE, OFF(whatsapp.verify_token),
+      CONFIG_SENSITIVE | CONFIG_FOR_LISTENER, OFF(whatsapp.verify_token),
       "token for Meta's GET verification handshake" },
 
     /* [dataverse_webhook] */
@@ -99,7 +99,7 @@ const struct config_key config_table[] = {
       0, OFF(dataverse_webhook.query_name),
       "query parameter carrying the key (auth = querystring)" },
     { "dataverse_webhook", "key", CONFIG_STRING, NULL, NO_BOUNDS, NULL,
-      CONFIG_SENSITIVE, OFF(dataverse_webhook.key),
+      CONFIG_SENSITIVE | CONFIG_FOR_LISTENER, OFF(dataverse_webhook.key),
       "shared key; unset disables the route" },
 
     /* [consent] */

@@ -111,6 +111,35 @@ class ManualConsent(OptsyncCase):
         self.assertIn("--source is required", res.stderr)
         self.assertEqual(self.query("SELECT count(*) FROM outbox"), [(0,)])
 
+    def test_commands_read_only_their_own_secrets(self):
+        # An admin's shell without the daemon's secrets: the listener's
+        # and the Dataverse client's variables are unset.
+        unset = ["-o", "whatsapp.app_secret_env=OPTSYNC_IT_UNSET_APP",
+                 "-o", "auth.client_secret_env=OPTSYNC_IT_UNSET_CLIENT"]
+        env = {"OPTSYNC_IT_UNSET_APP": "", "OPTSYNC_IT_UNSET_CLIENT": ""}
+        for args in (["status"], ["numbers", "--configuration",
+                                  self.cfg["id"]],
+                     ["gate", "--configuration", self.cfg["id"], self.phone],
+                     ["history", self.phone, "--configuration",
+                      self.cfg["id"]],
+                     ["review"], ["ledger", "verify"]):
+            res = self.optsync(*args, extra_overrides=unset, env=env)
+            self.assertIn(res.returncode, (0, 1), " ".join(args) + ":\n" +
+                          res.stderr)
+            self.assertNotIn("OPTSYNC_IT_UNSET", res.stderr)
+        # sync needs the Dataverse credential, not the listener's secret.
+        res = self.optsync("sync", extra_overrides=unset, env=env)
+        self.assertEqual(res.returncode, 2, res.stderr)
+        self.assertIn("OPTSYNC_IT_UNSET_CLIENT", res.stderr)
+        self.assertNotIn("OPTSYNC_IT_UNSET_APP", res.stderr)
+        # check-config checks every secret and says who reads which.
+        res = self.optsync("check-config", extra_overrides=unset, env=env)
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertIn("OPTSYNC_IT_UNSET_CLIENT", res.stderr)
+        self.assertIn("OPTSYNC_IT_UNSET_APP", res.stderr)
+        res = self.optsync("check-config")
+        self.assertRegex(res.stdout, r"\[auth\] client_secret +sync")
+
     def test_ledger_export_verifies_outside_optsync(self):
         # Changes in Dynamics after the first load are ledgered row by row.
         changed = [n for n in self.doc["numbers"]

@@ -181,7 +181,8 @@ static const struct {
       "error: [auth] a certificate credential needs both" },
     { BASE "[whatsapp]\napp_secret_env = OPTSYNC_TEST_SURELY_UNSET\n",
       "test.ini:11: error: [whatsapp] app_secret: environment variable "
-      "OPTSYNC_TEST_SURELY_UNSET is not set (named by app_secret_env)" },
+      "OPTSYNC_TEST_SURELY_UNSET is not set (named by app_secret_env; read "
+      "by the HTTP listener" },
     { BASE "[whatsapp]\napp_secret_file = /nonexistent/secret\n",
       "test.ini:11: error: [whatsapp] app_secret: cannot open "
       "/nonexistent/secret" },
@@ -268,6 +269,77 @@ static void test_config__secret_from_env_and_file(void **state)
     testutil_rmtree(dir);
     free(dir);
     unsetenv("OPTSYNC_TEST_APP_SECRET");
+}
+
+/* A command reads only the secrets of the parts it runs: an unreadable
+ * secret of another part is no problem, one of its own is an error. */
+static void test_config__secrets_only_where_used(void **state)
+{
+    static const char text[] =
+        "[dataverse]\nurl = https://contoso.crm4.dynamics.com\n"
+        "[auth]\ntenant_id = t\nclient_id = c\n"
+        "client_secret_env = OPTSYNC_TEST_UNSET_CLIENT_SECRET\n"
+        "[whatsapp]\napp_secret_env = OPTSYNC_TEST_UNSET_APP_SECRET\n"
+        "[listener]\napi_key_file = /nonexistent/optsync-api-key\n";
+    struct config_diag d = { 0 };
+    struct optsync_config *cfg = NULL;
+    char *all;
+
+    (void)state;
+    unsetenv("OPTSYNC_TEST_UNSET_CLIENT_SECRET");
+    unsetenv("OPTSYNC_TEST_UNSET_APP_SECRET");
+    /* status, numbers, gate, ...: no secret at all, not even a
+     * credential, is needed. */
+    assert_int_equal(config_load_string_for(&cfg, text, "t.ini", "/etc", NULL,
+                                            0, CONFIG_NEEDS_NONE, &d),
+                     0);
+    assert_int_equal(d.errors, 0);
+    assert_null(cfg->auth.client_secret);
+    assert_null(cfg->whatsapp.app_secret);
+    config_free(cfg);
+    config_diag_dispose(&d);
+
+    /* sync: its own secret is an error, the listener's are not. */
+    assert_int_not_equal(config_load_string_for(&cfg, text, "t.ini", "/etc",
+                                                NULL, 0, CONFIG_FOR_DATAVERSE,
+                                                &d),
+                         0);
+    all = problems_text(&d);
+    assert_non_null(strstr(all, "OPTSYNC_TEST_UNSET_CLIENT_SECRET"));
+    assert_non_null(strstr(all, "read by the Dataverse client"));
+    assert_null(strstr(all, "OPTSYNC_TEST_UNSET_APP_SECRET"));
+    assert_null(strstr(all, "optsync-api-key"));
+    free(all);
+    config_diag_dispose(&d);
+
+    /* The daemon and check-config: every secret. */
+    assert_int_not_equal(
+        config_load_string(&cfg, text, "t.ini", "/etc", NULL, 0, &d), 0);
+    all = problems_text(&d);
+    assert_non_null(strstr(all, "OPTSYNC_TEST_UNSET_CLIENT_SECRET"));
+    assert_non_null(strstr(all, "OPTSYNC_TEST_UNSET_APP_SECRET"));
+    assert_non_null(strstr(all, "optsync-api-key"));
+    assert_non_null(strstr(all, "read by the HTTP listener"));
+    free(all);
+    config_diag_dispose(&d);
+}
+
+/* Every secret names the part that reads it, so check-config can say
+ * which command needs which. */
+static void test_config__every_secret_names_its_reader(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < config_table_count; i++) {
+        const struct config_key *k = &config_table[i];
+
+        if (!(k->flags & (CONFIG_SENSITIVE | CONFIG_FROM_FILE)))
+            continue;
+        if (!(k->flags & CONFIG_NEEDS_ALL))
+            fail_msg("[%s] %s names no part that reads it (CONFIG_FOR_*)",
+                     k->section, k->name);
+    }
 }
 
 static void test_config__inline_secret_warned_off_loopback(void **state)
@@ -519,6 +591,8 @@ int main(void)
         cmocka_unit_test(test_config__each_error_names_its_place),
         cmocka_unit_test(test_config__overlong_line_is_an_error),
         cmocka_unit_test(test_config__secret_from_env_and_file),
+        cmocka_unit_test(test_config__secrets_only_where_used),
+        cmocka_unit_test(test_config__every_secret_names_its_reader),
         cmocka_unit_test(test_config__inline_secret_warned_off_loopback),
         cmocka_unit_test(test_config__staleness_warning),
         cmocka_unit_test(test_config__print_redacts_secrets),
