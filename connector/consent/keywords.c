@@ -33,22 +33,23 @@
  * the near-miss review.  Entries are written as people write them (with
  * accents) and normalised when the matcher is built.
  *
- * Sources (shared/reference/whatsapp-and-consent.md §3.2), tagged per
- * entry:
- *   T  Twilio default opt-out / opt-in keywords [S25][S26][S27]
- *   F  FCC "per se reasonable" revocation replies [S28]
- *   A  AWS End User Messaging required opt-out list [S29]
+ * Sources, tagged per entry (public pages, read 2026):
+ *   T  Twilio's default opt-out / opt-in keywords (support article
+ *      223134027, "Advanced Opt-Out" docs)
+ *   F  the FCC's 2024 consent-revocation order: "per se reasonable"
+ *      replies (stop, quit, end, revoke, opt out, cancel, unsubscribe)
+ *   A  AWS End User Messaging SMS, required opt-out keywords
  *   C  CTIA universal opt-out keywords (STOP, END, CANCEL, UNSUBSCRIBE,
- *      QUIT) [S38][S39]
- *   X  Telnyx "STOP ALL" [S30]
- *   P  Twilio Proxy French keywords [S31]
- *   M  Spanish "No Mas" cited as a must-honour example [S28]
- *   W  ChatWerk (German WhatsApp provider) INFOSTOP / INFOSTART [S33]
- *   B  Brevo SMS (Norway) UNSUB [S34]
- *   I  Inogic WhatsApp4Dynamics examples [S35]
+ *      QUIT), CTIA short code monitoring handbook
+ *   X  Telnyx advanced opt-in/out: "STOP ALL"
+ *   P  Twilio Proxy's French opt-out keywords (ARRET, ARRETE, ARRETT)
+ *   M  Spanish "No Mas", cited in FCC guidance as a must-honour reply
+ *   W  ChatWerk (a German WhatsApp provider): INFOSTOP / INFOSTART
+ *   B  Brevo SMS (Norway): UNSUB
+ *   I  Inogic WhatsApp4Dynamics documentation examples
  *   -  our own judgement: the plain translation or spelling variant a
- *      native speaker would send; no authoritative list was found (§3.2
- *      marks other-language lists as unverified)
+ *      native speaker would send; no authoritative list was found for
+ *      other languages
  * Left out on purpose: AWS's TD (Portuguese speakers write "td" for
  * "tudo"), Twilio's HELP / INFO (no consent meaning), YES as an opt-in
  * (Twilio counts it; DESIGN.md makes it an affirmative), and bare words
