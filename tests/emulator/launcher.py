@@ -6,11 +6,16 @@
         emu.control("POST", "faults", {...})
         token = emu.token()
 
+    from launcher import WhatsAppEmulator
+    with WhatsAppEmulator(extra=["--app-secret", "s"]) as wa:
+        wa.send(PHONE_NUMBER_ID, {...})      # -> (status, JSON)
+        wa.wait(condition="messages", count=1)
+
 The emulator runs as a child process on --port 0; start() reads its one
 stdout line `READY port=N` (with a timeout, no sleeping) and stop() sends
 SIGTERM, waits, and falls back to SIGKILL. Its stderr goes to a file
 (emu.log_path) unless stderr= is given, so a chatty emulator never blocks
-on a full pipe.
+on a full pipe. WhatsAppEmulator does the same for whatsapp_emulator.py.
 """
 
 import http.client
@@ -34,6 +39,10 @@ TENANT = "7e57e000-0000-4000-8000-000000000001"
 CLIENT_ID = "0975c0de-0000-4000-8000-000000000002"
 CLIENT_SECRET = "optsync-emulator-secret"
 API = "/api/data/v9.2/"
+WA_SCRIPT = os.path.join(SOURCE_DIR, "tests", "emulator",
+                         "whatsapp_emulator.py")
+WA_TOKEN = "optsync-wa-emulator-token"
+WA_VERSION = "v21.0"
 
 
 class EmulatorError(RuntimeError):
@@ -210,6 +219,54 @@ class Emulator:
             raise EmulatorError("token request failed: %d %r"
                                 % (status, data))
         return json.loads(data)["access_token"]
+
+
+class WhatsAppEmulator(Emulator):
+    """One WhatsApp Cloud API emulator child process (same lifecycle,
+    request(), control() and wait() as Emulator)."""
+
+    def __init__(self, templates=None, extra=(), stderr=None,
+                 start_timeout=60.0, quiet=True):
+        super().__init__(extra=extra, stderr=stderr,
+                         start_timeout=start_timeout, quiet=quiet)
+        self.templates = templates      # None: the emulator's default
+
+    def argv(self):
+        cmd = [sys.executable, WA_SCRIPT, "--port", "0"]
+        if self.templates is not None:
+            cmd += ["--templates", self.templates]
+        if self.quiet:
+            cmd.append("--quiet")
+        return cmd + self.extra
+
+    def token(self, *args, **kwargs):
+        """The bearer token the emulator always accepts."""
+        return WA_TOKEN
+
+    def messages_path(self, phone_number_id, version=WA_VERSION):
+        return "/%s/%s/messages" % (version, phone_number_id)
+
+    def send(self, phone_number_id, doc, token=WA_TOKEN, version=WA_VERSION,
+             headers=None, raw=None):
+        """A Cloud API send -> (status, parsed JSON or None)."""
+        h = {"Content-Type": "application/json"}
+        if token is not None:
+            h["Authorization"] = "Bearer " + token
+        h.update(headers or {})
+        body = raw if raw is not None else json.dumps(doc).encode()
+        status, _, data = self.request(
+            "POST", self.messages_path(phone_number_id, version), body, h)
+        return status, json.loads(data) if data else None
+
+    def send360(self, key, doc, headers=None):
+        """A 360dialog send (D360-API-KEY) -> (status, parsed JSON)."""
+        h = {"Content-Type": "application/json"}
+        if key is not None:
+            h["D360-API-KEY"] = key
+        h.update(headers or {})
+        status, _, data = self.request("POST", "/messages",
+                                       json.dumps(doc).encode(), h)
+        return status, json.loads(data) if data else None
 
 
 def main(argv):
