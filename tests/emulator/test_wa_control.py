@@ -85,7 +85,7 @@ class ControlTest(WaTest):
         listed = self.ok("GET", "users")["users"]
         self.assertEqual([u["wa_id"] for u in listed], [USER2])
         self.assertEqual(self.control("GET", "users/123")[0], 404)
-        # several at once; bad input is refused as a whole
+        # several at once; a bad update changes nothing of that user
         self.ok("POST", "users", [{"wa_id": USER, "stop_marketing": True},
                                   {"wa_id": USER2, "undeliverable": False}])
         for bad in ({"wa_id": "abc"}, {"wa_id": USER, "colour": 1},

@@ -224,7 +224,7 @@ class FaultTest(WaTest):
         for t in threads:
             t.start()
         self.wa.wait(condition="held", fault=fault["id"], count=5,
-                     timeout=30)
+                     timeout=10)
         self.assertEqual(self.ok("GET", "counters")["sends"]["inflight"], 5)
         self.ok("POST", "release", {"fault": fault["id"]})
         for t in threads:

@@ -126,6 +126,8 @@ class WhatsApp:
                                  args.log_limit)
         self.faults = Faults(self.cond)
         self.port = None
+        self.inflight = 0           # sends being served (kept by reset)
+        self.serial = 0             # wamid serials, unique across resets
         self._load()
 
     # -- state that reset() rebuilds -------------------------------------
@@ -148,8 +150,6 @@ class WhatsApp:
         self.counters = collections.Counter()
         self.rejected = collections.Counter()           # code -> n
         self.rate = collections.defaultdict(collections.deque)
-        self.inflight = 0
-        self.serial = 0
 
     def reset(self):
         with self.cond:

@@ -6,7 +6,8 @@ Bodies are the Cloud API envelope
    "entry": [{"id": <WABA id>, "changes": [{"field": "messages" |
               "user_preferences", "value": {"messaging_product": "whatsapp",
               "metadata": {"display_phone_number", "phone_number_id"},
-              "contacts"?, "messages"? | "statuses"? | "user_preferences"?}}]}]}
+              "contacts"?, "messages"? | "statuses"? |
+              "user_preferences"?}}]}]}
 
 one event per POST, serialised once: the signature header
 `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, body bytes)>`
