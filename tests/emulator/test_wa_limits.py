@@ -211,6 +211,23 @@ class FaultTest(WaTest):
         finally:
             conn.close()
 
+    def test_chunked_body(self):
+        body = json.dumps(optin()).encode()
+        conn = self.wa.connection(10)
+        try:
+            conn.request("POST", self.wa.messages_path(PN1),
+                         iter([body[:20], body[20:]]),
+                         {"Authorization": "Bearer " + WA_TOKEN,
+                          "Content-Type": "application/json",
+                          "Transfer-Encoding": "chunked"},
+                         encode_chunked=True)
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 200, resp.read())
+            resp.read()
+        finally:
+            conn.close()
+        self.assertEqual(len(self.ok("GET", "messages")["messages"]), 1)
+
     def test_concurrent_sends_are_not_serialised(self):
         # Every send is held inside the emulator until released: all five
         # can only be held at once if none waits for another. Latency is

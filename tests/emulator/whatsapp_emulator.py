@@ -118,10 +118,26 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- plumbing --------------------------------------------------------
     def read_body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self.read_chunked()
         length = int(self.headers.get("Content-Length") or 0)
         if length < 0 or length > MAX_BODY:
             raise ValueError("body too large")
         return self.rfile.read(length) if length else b""
+
+    def read_chunked(self):
+        chunks, total = [], 0
+        while True:
+            size = int(self.rfile.readline().split(b";")[0], 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY:
+                raise ValueError("body too large")
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
 
     def send_json(self, status, doc, headers=()):
         body = json.dumps(doc, ensure_ascii=False).encode("utf-8")
