@@ -160,6 +160,18 @@ static char *find_nocase(char *hay, const char *needle)
     return NULL;
 }
 
+/* Overwrites the value of every `name` header in `line` with '*'. */
+static void mask_header(char *line, const char *name)
+{
+    for (char *p = line; (p = find_nocase(p, name)) != NULL;) {
+        char *v = p + strlen(name);
+        char *end = strpbrk(v, "\r\n");
+
+        memset(v, '*', end ? (size_t)(end - v) : strlen(v));
+        p = v;
+    }
+}
+
 /* --debug=net: the wire, with credentials masked. */
 static int on_debug(CURL *curl, curl_infotype type, char *data, size_t len,
                     void *user)
@@ -174,13 +186,8 @@ static int on_debug(CURL *curl, curl_infotype type, char *data, size_t len,
         return 0;
     memcpy(line, data, n);
     line[n] = '\0';
-    for (char *p = line; (p = find_nocase(p, "Authorization:")) != NULL;) {
-        char *v = p + strlen("Authorization:");
-        char *end = strpbrk(v, "\r\n");
-
-        memset(v, '*', end ? (size_t)(end - v) : strlen(v));
-        p = v;
-    }
+    mask_header(line, "Authorization:");
+    mask_header(line, "D360-API-KEY:"); /* 360dialog's credential */
     log_debug(LOG_SUB_NET, "http_trace dir=%s text=%s",
               type == CURLINFO_HEADER_OUT  ? "out"
               : type == CURLINFO_HEADER_IN ? "in"
