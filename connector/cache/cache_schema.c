@@ -260,9 +260,45 @@ static const char *const migration_2[] = {
     NULL,
 };
 
+/*
+ * Migration 3: the Dataverse webhook (dv_webhook.h notes 4, 5 and 7).
+ *  - dv_refetch: rows a webhook only hinted at (a trimmed or partial
+ *    body, a synchronous step, a number whose Configuration is not
+ *    cached), read again by id later; one row per (entity, dv_id).  A new
+ *    hint bumps `generation`; a run dequeues only the generation it read.
+ *    Failures back a row off (attempts, next_attempt_at, last_error).
+ *  - dv_webhook_tombstones: rows a webhook Delete removed, so a late
+ *    Create/Update older than the delete is not mirrored back in.
+ *  Dedupe keys go to inbound_seen (source 'dataverse_webhook').
+ */
+static const char *const migration_3[] = {
+    "CREATE TABLE dv_refetch ("
+    "  entity          TEXT NOT NULL"
+    "                  CHECK (entity IN ('configuration', 'number')),"
+    "  dv_id           TEXT NOT NULL,"
+    "  reason          TEXT NOT NULL,"
+    "  queued_at       INTEGER NOT NULL,"
+    "  generation      INTEGER NOT NULL DEFAULT 1,"
+    "  attempts        INTEGER NOT NULL DEFAULT 0,"
+    "  next_attempt_at INTEGER NOT NULL,"
+    "  last_error      TEXT,"
+    "  PRIMARY KEY (entity, dv_id)"
+    ") STRICT, WITHOUT ROWID;",
+    "CREATE INDEX dv_refetch_due ON dv_refetch(next_attempt_at);",
+    "CREATE TABLE dv_webhook_tombstones ("
+    "  entity     TEXT NOT NULL"
+    "             CHECK (entity IN ('configuration', 'number')),"
+    "  dv_id      TEXT NOT NULL,"
+    "  deleted_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (entity, dv_id)"
+    ") STRICT, WITHOUT ROWID;",
+    NULL,
+};
+
 const char *const *const cache__migrations[] = {
     migration_1,
     migration_2,
+    migration_3,
 };
 
 const int cache__migration_count =

@@ -28,6 +28,10 @@
 /* Webhook bodies: Meta sends up to 3 MB; the configured max_body may not
  * exceed this. */
 #define CAP_WEBHOOK_BODY_BYTES (16 * 1024 * 1024)
+/* A Dataverse webhook body (RemoteExecutionContext): items in one of its
+ * dictionaries (InputParameters, an image list, an entity's Attributes).
+ * A table has at most ~1,000 columns; this bounds the work per body. */
+#define CAP_DV_CONTEXT_ITEMS 2048
 
 /* One text field we keep from outside (a phone as typed, a name, a
  * message body kept as evidence). */
