@@ -183,7 +183,7 @@ static int order_absent(enum order *out, const char **why, cache *c,
     if (deleted && t <= deleted) {
         *out = ORDER_STALE;
         *why = "older than its deletion";
-    } else if (synced && t < synced) {
+    } else if (synced && t < synced - DV_WEBHOOK_CLOCK_MARGIN_MS) {
         *out = ORDER_UNCLEAR;
         *why = "not cached though older than the last sync";
     }

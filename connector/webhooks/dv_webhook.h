@@ -43,11 +43,11 @@
  *      modifiedon; an event older than the cached row is stale.  Equal
  *      modifiedon without versions is a hint.  A row not in the cache
  *      whose change is older than the start of the last successful sync
- *      was seen by that sync's delta, so it was deleted or unlinked since:
- *      a hint (the re-fetch's 404 settles it).  A webhook Delete leaves a
- *      tombstone, so a late Create/Update older than the delete is stale.
- *  (6) Dedupe in inbound_seen ("dataverse_webhook", key), in the caller's
- *      transaction (a rolled-back apply is not remembered): an async
+ *      (less DV_WEBHOOK_CLOCK_MARGIN_MS) was seen by that sync's delta, so it
+ * was deleted or unlinked since: a hint (the re-fetch's 404 settles it).  A
+ * webhook Delete leaves a tombstone, so a late Create/Update older than the
+ * delete is stale. (6) Dedupe in inbound_seen ("dataverse_webhook", key), in
+ * the caller's transaction (a rolled-back apply is not remembered): an async
  *      context by CorrelationId/OperationId (Dataverse's one retry resends
  *      the same job), any other by a SHA-256 of the body.
  *  (7) The re-fetch queue holds one row per (entity, id); a new hint for
@@ -242,6 +242,10 @@ int dv_webhook_item_apply(cache *c, void *payload);
 
 /* ---- the re-fetch queue (note 7) ------------------------------------------
  */
+
+/* Note 5's "older than the last sync" allows this much: modifiedon may be
+ * cut to whole seconds, and Dataverse's clock is not ours. */
+#define DV_WEBHOOK_CLOCK_MARGIN_MS (2 * 1000)
 
 #define DV_REFETCH_FIRST_BACKOFF_MS (5 * 1000)
 #define DV_REFETCH_MAX_BACKOFF_MS (15 * 60 * 1000)
