@@ -1182,13 +1182,17 @@ static void test_dv_webhook__order_not_cached(void **state)
 
     /* older than the last successful sync yet not cached: deleted or
      * unlinked since, or the sync would have it — read it again */
-    apply_number(f, NUM(7), CFG_A, SINGLE, SYNCED_AT - 1000, 9,
+    apply_number(f, NUM(7), CFG_A, SINGLE,
+                 SYNCED_AT - DV_WEBHOOK_CLOCK_MARGIN_MS - 1000, 9,
                  DV_WEBHOOK_QUEUED);
     assert_int_equal(status_of(f, NUM(7)), -2);
     assert_int_equal(queued(f, "number", NUM(7)), 1);
     apply_number(f, NUM(8), CFG_A, SINGLE, SYNCED_AT + 1000, 9,
                  DV_WEBHOOK_APPLIED);
     assert_int_equal(status_of(f, NUM(8)), CONSENT_SINGLE_OPT_IN);
+    /* modifiedon cut to the second, a change made as the sync started */
+    apply_number(f, NUM(9), CFG_A, SINGLE, SYNCED_AT - 999, 9,
+                 DV_WEBHOOK_APPLIED);
 }
 
 static void test_dv_webhook__apply_configuration_not_cached(void **state)
