@@ -392,6 +392,19 @@ static void read_guid(char out[MAPPING_GUID_LEN + 1], const cJSON *root,
         out[0] = '\0';
 }
 
+/* Mode, Stage, Depth: small integers; anything else is unknown (`dflt`),
+ * never a value that wraps into a valid one. */
+static int small_int(const cJSON *root, const char *name, int dflt)
+{
+    const cJSON *v = member(root, name);
+
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) ||
+        !(v->valuedouble <= 1000) ||
+        v->valuedouble != (double)(int)v->valuedouble)
+        return dflt;
+    return (int)v->valuedouble;
+}
+
 static void read_ids(struct dv_webhook_event *ev, const cJSON *root)
 {
     int64_t ms;
@@ -402,9 +415,9 @@ static void read_ids(struct dv_webhook_event *ev, const cJSON *root)
     if (dv_webhook_date_parse(&ms, jsonutil_str(root, "OperationCreatedOn")) ==
         0)
         ev->operation_at = ms;
-    ev->mode = (int)jsonutil_int(root, "Mode", -1);
-    ev->stage = (int)jsonutil_int(root, "Stage", 0);
-    ev->depth = (int)jsonutil_int(root, "Depth", 0);
+    ev->mode = small_int(root, "Mode", -1);
+    ev->stage = small_int(root, "Stage", 0);
+    ev->depth = small_int(root, "Depth", 0);
 }
 
 /* Note 6: the job's id when Dataverse gave one, else the body's hash. */
@@ -433,7 +446,7 @@ static void dedupe_key(struct dv_webhook_event *ev, const char *body,
 }
 
 static int check_headers(const struct dv_webhook_event *ev,
-                         const struct mapping *m,
+                         const struct mapping *m, const cJSON *root,
                          const struct dv_webhook_headers *h)
 {
     if (!h)
@@ -441,7 +454,8 @@ static int check_headers(const struct dv_webhook_event *ev,
     if (h->entity_name &&
         strcmp(h->entity_name, logical_name(m, ev->entity)) != 0)
         return bad("x-ms-dynamics-entity-name disagrees with the body");
-    if (h->request_name && strcmp(h->request_name, ev->message_name) != 0)
+    if (h->request_name &&
+        strcmp(h->request_name, jsonutil_str(root, "MessageName")) != 0)
         return bad("x-ms-dynamics-request-name disagrees with the body");
     return 0;
 }
@@ -609,7 +623,7 @@ static int read_body(struct dv_webhook_event *ev, const struct mapping *m,
         return rc;
     read_message(ev, jsonutil_str(root, "MessageName"));
     read_ids(ev, root);
-    if ((rc = check_headers(ev, m, h)) != 0)
+    if ((rc = check_headers(ev, m, root, h)) != 0)
         return rc;
     ev->pre = images_row(member(root, "PreEntityImages"), m, ev, &rc);
     if (rc)

@@ -741,6 +741,31 @@ static void test_dv_webhook__parse_other_message(void **state)
     free(body);
 }
 
+/* A Mode that would wrap to 1 as an int is no async context. */
+static void test_dv_webhook__parse_mode_out_of_range(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const modes[] = { "4294967297", "1.5", "\"1\"",
+                                         "-4294967295" };
+    struct dv_webhook_event *ev;
+    char *body, *p;
+    size_t i;
+
+    for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        body = compose("Delete", 1, "", NULL);
+        p = strstr(body, "\"Mode\":1,");
+        assert_non_null(p);
+        *p = '\0';
+        p = xasprintf("%s\"Mode\":%s,%s", body, modes[i], p + 9);
+        ev = parse_text(f, p);
+        if (ev->hint != DV_WEBHOOK_HINT_UNCOMMITTED)
+            fail_msg("Mode %s taken for %d", modes[i], ev->mode);
+        dv_webhook_event_free(ev);
+        free(p);
+        free(body);
+    }
+}
+
 static void test_dv_webhook__parse_create_id_from_output(void **state)
 {
     struct fixture *f = *state;
@@ -1437,6 +1462,8 @@ int main(void)
             test_dv_webhook__parse_last_duplicate_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dv_webhook__parse_other_message,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_dv_webhook__parse_mode_out_of_range, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_dv_webhook__parse_create_id_from_output, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dv_webhook__parse_malformed, setup,
