@@ -28,7 +28,7 @@
 
 #include <cjson/cJSON.h>
 
-/* The consent states (DESIGN.md); `none` means no active record. */
+/* The consent states (docs/design.md); `none` means no active record. */
 enum consent_status {
     CONSENT_NONE = 0,
     CONSENT_SINGLE_OPT_IN,

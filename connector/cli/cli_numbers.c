@@ -1,7 +1,7 @@
 /*
  * cli_numbers — `optsync numbers --configuration ID|NAME`: the admin's
  * view of "Configuration > Related > Opt-In / Opt-Out Numbers", from the
- * cache, as a table, JSON (DESIGN.md's shape) or CSV.
+ * cache, as a table, JSON (docs/design.md's shape) or CSV.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -212,7 +212,7 @@ struct consent_intent {
 };
 
 /*
- * What a reply means (DESIGN.md): payload intents first, then the payload
+ * What a reply means (docs/design.md): payload intents first, then the payload
  * and the label through the keyword matcher, then the text; ambiguous
  * affirmatives only with context; a forwarded opt-in is no consent, a
  * forwarded opt-out is honoured.

@@ -1,5 +1,5 @@
 /*
- * consent_reply — what a WhatsApp reply asks for, in DESIGN.md's order:
+ * consent_reply — what a WhatsApp reply asks for, in docs/design.md's order:
  * configured payload intents, then the payload and the label through the
  * keyword matcher, then the text.  Ambiguous affirmatives count only as a
  * reply to a business message; a forwarded opt-in is no consent, while a

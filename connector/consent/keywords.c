@@ -52,7 +52,7 @@
  *      other languages
  * Left out on purpose: AWS's TD (Portuguese speakers write "td" for
  * "tudo"), Twilio's HELP / INFO (no consent meaning), YES as an opt-in
- * (Twilio counts it; DESIGN.md makes it an affirmative), and bare words
+ * (Twilio counts it; docs/design.md makes it an affirmative), and bare words
  * that are also common sentence fragments ("para", "fine", "no").
  */
 static const char *const en_opt_out[] = {

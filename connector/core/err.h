@@ -8,7 +8,7 @@
  * already has.  Codes are passed up unchanged, never overwritten.
  *
  * The class says where a failure comes from, which decides the process
- * exit code (DESIGN.md): config → 2, remote (net, auth, dataverse) → 3,
+ * exit code (docs/design.md): config → 2, remote (net, auth, dataverse) → 3,
  * local (db, os) → 4.
  */
 #ifndef OPTSYNC_ERR_H
@@ -47,7 +47,7 @@ enum err_class {
     ERR_CLASS_OS,        /* files, processes */
 };
 
-/* Process exit codes, everywhere (DESIGN.md). */
+/* Process exit codes, everywhere (docs/design.md). */
 enum {
     EXIT_OK = 0,
     EXIT_NEGATIVE = 1, /* a gate deny, a tampered ledger, problems found */

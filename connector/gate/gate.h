@@ -168,7 +168,7 @@ int gate_decide_bulk(struct gate_result *out, gate *g,
 int gate_record_send(gate *g, const char *configuration, const char *phone,
                      const char *topic, int64_t at);
 
-/* "allowed", "opted_out", ... (DESIGN.md); "allow" / "deny". */
+/* "allowed", "opted_out", ... (docs/design.md); "allow" / "deny". */
 const char *gate_reason_name(enum gate_reason r);
 const char *gate_decision_name(enum gate_decision d);
 

@@ -24,7 +24,7 @@
  *      <cache>.sync.lock (released by the kernel, even on kill -9).
  *  (6) The next page is fetched on a second connection while the current
  *      one is parsed and stored.
- *  (7) A successful sync (DESIGN.md) is both tables read to their final
+ *  (7) A successful sync (docs/design.md) is both tables read to their final
  *      deltaLink and committed; its start time is what staleness counts
  *      from.  Quarantined events are replayed after every sync.
  *

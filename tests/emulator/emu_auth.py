@@ -2,12 +2,19 @@
 
 POST /{tenant}/oauth2/v2.0/token with a client secret (form field or HTTP
 Basic) or a certificate assertion (private_key_jwt: RS256 + x5t or PS256 +
-x5t#S256), verified with the `openssl` command. Success and error bodies
-follow reference §1.3/§1.4; every `invalid_client` answers 401, the other
+x5t#S256), verified with the `openssl` command. Requests, success and
+error bodies follow Microsoft Learn's "Microsoft identity platform and the
+OAuth 2.0 client credentials flow"
+(https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow),
+"... certificate credentials" (.../identity-platform/certificate-credentials)
+and "Microsoft Entra authentication and authorization error codes"
+(.../identity-platform/reference-error-codes). Every `invalid_client`
+answers 401, as field reports show (the page's examples say 400); the other
 errors 400. Access tokens are opaque random strings; the Web API accepts
 them until they expire (emulated clock) or are expired by the control API.
 
-Error codes used (AADSTS numbers; [U] = emulator's choice, unverified):
+Error codes used (AADSTS numbers; [U] = not documented by Microsoft, chosen
+here):
   90002   invalid_request     tenant GUID unknown
   900023  invalid_request     tenant neither GUID nor DNS name
   900144  invalid_request     a required form field is missing
@@ -456,7 +463,8 @@ def _split_jwt(assertion):
 
 def _unauthorized(reason):
     """401 from the Web API. An expired token gets Dataverse's JSON error;
-    a missing or unknown one an empty body (seen in the field, ref §7.2)."""
+    a missing or unknown one an empty body (seen in the field:
+    https://github.com/davidmoten/odata-client/issues/45)."""
     headers = [("WWW-Authenticate", 'Bearer error="invalid_token"')]
     if reason == "expired":
         body = json.dumps({"error": {

@@ -1,4 +1,7 @@
-"""$batch (reference §6): multipart/mixed requests with change sets.
+"""$batch: multipart/mixed requests with change sets, as Microsoft Learn's
+"Execute batch operations using the Web API" describes them
+(https://learn.microsoft.com/power-apps/developer/data-platform/webapi/execute-batch-operations-using-web-api)
+and the OData 4.0 Protocol, section 11.7 "Batch Requests".
 
     POST /api/data/v9.2/$batch
     Content-Type: multipart/mixed; boundary="batch_X"   (any boundary)
@@ -7,7 +10,9 @@ Parsing is strict where Dataverse is:
   * every line of the multipart structure (delimiters, part headers, the
     inner request line and headers) ends in CRLF, and so does the closing
     delimiter; a bare LF anywhere there -> 400 0x80048d19 "... Stream was
-    not readable." (S31), as a batch response with one error part;
+    not readable." (Learn, "Troubleshoot Dataverse Web API client errors":
+    https://learn.microsoft.com/troubleshoot/power-platform/power-apps/dataverse/web-api-client-errors),
+    as a batch response with one error part;
   * parts are `Content-Type: application/http` with
     `Content-Transfer-Encoding: binary`, or a change set
     (`multipart/mixed; boundary=...`) of such parts; no GET inside a change
@@ -24,12 +29,14 @@ are queued only after it committed). Without `Prefer:
 odata.continue-on-error` the first failure stops the batch, which answers
 400 with the parts so far (the failed one last); with it the batch
 answers 200 and every part has its own status. A failed change set is
-answered by one application/http part with the error (OData 4.0 §11.7.4).
+answered by one application/http part with the error (OData 4.0
+Protocol, section 11.7.4).
 
 Responses: `--batchresponse_<guid>` parts, change sets as
 `multipart/mixed; boundary=changesetresponse_<guid>` repeating each
 Content-ID, creates as `HTTP/1.1 204 No Content` with `Location` and
-`OData-EntityId`, errors with a `REQ_ID` header, as in S22.
+`OData-EntityId`, errors with a `REQ_ID` header, as in the examples of
+"Execute batch operations using the Web API".
 
 Service protection: the batch is admitted like any request; each inner
 operation after the first then counts as one more request of the caller
@@ -102,7 +109,8 @@ def boundary_of(content_type):
 
 def split_multipart(data, boundary, outer):
     """Bodies of the parts between `--boundary` delimiters. Delimiter
-    lines must end in CRLF; the outer closing delimiter too (S31)."""
+    lines must end in CRLF; the outer closing delimiter too ("Troubleshoot
+    Dataverse Web API client errors")."""
     delim = b"--" + boundary.encode("latin-1")
     if data.startswith(delim):
         pos = 0

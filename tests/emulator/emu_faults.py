@@ -12,7 +12,8 @@ A fault is a JSON object posted to /_emulator/faults:
    ...type parameters}
 
   throttle  429 with "retry_after" (s, default 1) and "reason" "requests" |
-            "execution" | "concurrency" (the §7.1 code and message)
+            "execution" | "concurrency" (that limit's code and message, as
+            in Learn's "Service protection API limits")
   status    "status" (e.g. 503) with optional "retry_after"
   drop      send the headers and "fraction" (default 0.5) of the body, then
             close the connection

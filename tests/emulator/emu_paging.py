@@ -21,7 +21,9 @@ start version for a full sync (`trackingversion`), or the delta window
 (`deltaupto`) and phase for delta pages; and, for $orderby queries, the
 last row's values of each ordered column.
 
-Delta tokens are `<version>!<MM/dd/yyyy HH:mm:ss>` (UTC), as in S14.
+Delta tokens are `<version>!<MM/dd/yyyy HH:mm:ss>` (UTC), the shape of the
+example in Microsoft Learn's "Use change tracking to synchronize data with
+external systems"; that the time is UTC is not documented (chosen here).
 """
 
 import calendar

@@ -1,5 +1,9 @@
-"""Request bodies of Web API writes -> column values (reference §2.5, §5,
-§9), checked the way Dataverse checks them.
+"""Request bodies of Web API writes -> column values, checked the way
+Dataverse checks them (Microsoft Learn: "Create a table row using the Web
+API", "Update and delete table rows using the Web API", "Web API
+properties", "Behavior and format of the date and time column", and the
+messages of "Troubleshoot Dataverse Web API client errors",
+https://learn.microsoft.com/troubleshoot/power-platform/power-apps/dataverse/web-api-client-errors).
 
 A body is one JSON object. Each member is one of:
 
@@ -20,7 +24,8 @@ and is refused with the error Dataverse gives:
       "CRM do not support direct update of Entity Reference properties,
       Use Navigation properties instead." (field reports, [F])
   unknown property                                          400 0x0
-      "...Invalid property 'x' was found in entity '...'..." (S31)
+      "...Invalid property 'x' was found in entity '...'..." (client errors
+      page)
   read-only columns (createdon, modifiedon, versionnumber)  400 0x80048d19
   wrong JSON type, bad date, bad GUID, null for Yes/No      400 0x80048d19
   choice value outside the mapping's values                 400 0x8004431a
@@ -46,7 +51,8 @@ _INT_RE = re.compile(r"^-?\d{1,10}$")
 
 
 def payload_error(entity_set, inner):
-    """400 0x80048d19, the shape S31 shows for ODL payload errors."""
+    """400 0x80048d19, the shape "Troubleshoot Dataverse Web API client
+    errors" shows for ODL payload errors."""
     return ODataError(400, "0x80048d19", "Error identified in Payload "
                       "provided by the user for Entity :'%s', For more "
                       "information on this error please follow this help "
@@ -325,7 +331,8 @@ def _int32(entity_set, col, value):
 
 def _datetime(entity_set, col, value):
     """DateTimeOffset: 'Z' or an offset; an offset-less value is stored as
-    UTC as it is (§9, S29)."""
+    UTC as it is (Learn: "Behavior and format of the date and time
+    column")."""
     if isinstance(value, str):
         if _LOCAL_DT_RE.match(value):
             value += "Z"

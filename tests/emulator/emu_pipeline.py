@@ -8,7 +8,8 @@ transaction (emu_store.Txn), with the registered webhook steps around it.
     commit -> async (40) steps are queued (emu_webhooks)
 
 A sync step that fails raises StoreError, which rolls the whole
-transaction back: the caller's write fails (reference §8.4). Deleting a
+transaction back: the caller's write fails (Learn: "Register a webhook").
+Deleting a
 configuration first clears the lookup on its numbers (custom 1:N default
 *Referential, Remove Link*); those updates run through the pipeline too
 (Depth 2), so steps on the number table see them.

@@ -1,4 +1,6 @@
-"""Service protection limits (reference §7.1), per identity (client id).
+"""Service protection limits, per identity (client id), as Microsoft
+Learn's "Service protection API limits" describes them
+(https://learn.microsoft.com/power-apps/developer/data-platform/api-limits).
 
 Three sliding-window facets, as Dataverse enforces them per user:
   requests     N requests per window            0x80072322

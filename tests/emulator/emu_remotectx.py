@@ -1,5 +1,7 @@
-"""RemoteExecutionContext: the JSON body of a webhook POST (reference §8.3),
-as .NET's DataContractJsonSerializer writes it.
+"""RemoteExecutionContext: the JSON body of a webhook POST, as .NET's
+DataContractJsonSerializer writes it (Microsoft Learn: "Use webhooks to
+create external handlers for server events",
+https://learn.microsoft.com/power-apps/developer/data-platform/use-webhooks).
 
   * members in alphabetical order, `__type` first where the declared type
     is `object` (attribute values, InputParameters values); none where the
@@ -16,7 +18,8 @@ as .NET's DataContractJsonSerializer writes it.
   * Target of Create/Update: the submitted columns, the primary key, then
     what the platform set (statecode/statuscode on create, createdon/
     createdby on create, modifiedon, modifiedby, …onbehalfby); Target of
-    Delete: an EntityReference ([U] for the JSON);
+    Delete: an EntityReference (the JSON form is not documented by
+    Microsoft; chosen here);
   * images hold the registered attributes (all when none are listed)
     without nulls, with FormattedValues for choices and Yes/No; async
     steps also get the AsynchronousStepPrimaryName post image;

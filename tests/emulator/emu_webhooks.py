@@ -1,5 +1,8 @@
-"""Webhooks (reference §8): service endpoints (contract 8) and steps,
-registered through the control API, and the POSTs Dataverse sends.
+"""Webhooks: service endpoints (contract 8) and steps, registered through
+the control API, and the POSTs Dataverse sends, as Microsoft Learn's
+"Use webhooks to create external handlers for server events"
+(https://learn.microsoft.com/power-apps/developer/data-platform/use-webhooks)
+and "Register a webhook" (.../data-platform/register-web-hook) describe them.
 
 Design notes
 ------------
@@ -11,9 +14,9 @@ Design notes
       Async steps exist only at stage 40 (post-operation).
   (3) Sync steps run inline, inside the writer's transaction
       (emu_pipeline calls sync()); a failure raises StoreError and the
-      write rolls back (§8.4). Async steps are queued by after_commit()
-      with their body built at commit time, and one worker thread POSTs
-      them in queue order.
+      write rolls back ("Register a webhook"). Async steps are queued by
+      after_commit() with their body built at commit time, and one worker
+      thread POSTs them in queue order.
   (4) Only 2xx counts; after 502, 503 or 504 exactly one more attempt is
       made, for sync and async steps alike (the documented rule is
       general); anything else, a timeout (endpoint `timeout`, default
@@ -424,7 +427,7 @@ class Webhooks:
         try:
             conn.request("POST", path, body=d.body, headers=headers)
             resp = conn.getresponse()
-            resp.read()         # the body is ignored (§8.4)
+            resp.read()         # the body is ignored ("Use webhooks")
             return resp.status, None
         except socket.timeout:
             return None, "timeout after %gs" % ep.timeout

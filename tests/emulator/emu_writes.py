@@ -1,5 +1,9 @@
-"""Web API writes (reference §2.5, §5): create, update, upsert (by id or
-alternate key), delete, single-property PUT/DELETE and lookup $ref.
+"""Web API writes: create, update, upsert (by id or alternate key), delete,
+single-property PUT/DELETE and lookup $ref, as Microsoft Learn describes
+them ("Create a table row using the Web API", "Update and delete table rows
+using the Web API",
+https://learn.microsoft.com/power-apps/developer/data-platform/webapi/update-delete-entities-using-web-api,
+"Associate and disassociate table rows using the Web API").
 
   POST   {set}                          create: 204 + OData-EntityId, or
                                         201 + row (return=representation)
@@ -11,7 +15,8 @@ alternate key), delete, single-property PUT/DELETE and lookup $ref.
   PUT    {set}({key})/{nav}/$ref        {"@odata.id": uri}: set the lookup
   DELETE {set}({key})/{nav}/$ref        clear the lookup
 
-Conditional headers (§5.2, §5.3): If-Match: W/"v" -> 412 0x80060882 on a
+Conditional headers ("Perform conditional operations using the Web API",
+"Optimistic concurrency"): If-Match: W/"v" -> 412 0x80060882 on a
 stale version; If-Match: * -> update only (404 when missing); If-None-Match:
 * -> create only (412 0x80040237 when it exists). Any other If-None-Match
 value (clients send `null`) is ignored on writes.
@@ -341,7 +346,7 @@ class _Write:
         opts = parse_options(self.req.query)
         for name in opts.values:
             if name == "$expand" and expand_ok:
-                continue            # ignored on PATCH (S16)
+                continue            # ignored on PATCH (update-delete page)
             if name == "$expand":
                 raise bad_request("The emulator does not implement $expand.")
             if name != "$select":
@@ -411,7 +416,8 @@ class _Write:
 
     def _entity_id(self, row_id, key_text=None):
         """OData-EntityId: by id, or by the alternate key as the client
-        wrote it (S16's upsert example); non-ASCII is percent-encoded."""
+        wrote it (the upsert example of "Update and delete table rows using
+        the Web API"); non-ASCII is percent-encoded."""
         key = row_id if key_text is None else \
             quote(key_text, safe="=,'()$-_.:+@!*~/")
         return "%s%s(%s)" % (self.base, self.t.entity_set, key)

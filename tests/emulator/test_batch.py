@@ -1,6 +1,11 @@
 """$batch (emu_batch): independent parts and change sets, Content-ID
 references, atomic change sets, stop-on-error and continue-on-error, the
-response shape of S22, CRLF strictness ("Stream was not readable."),
+response shape of Microsoft Learn's "Execute batch operations using the
+Web API" (the batch page,
+https://learn.microsoft.com/power-apps/developer/data-platform/webapi/execute-batch-operations-using-web-api),
+CRLF strictness ("Stream was not readable.", from "Troubleshoot Dataverse
+Web API client errors", the client-errors page,
+https://learn.microsoft.com/troubleshoot/power-platform/power-apps/dataverse/web-api-client-errors),
 malformed batches, the 1000-operation limit, and service protection
 counting each inner operation."""
 
@@ -155,7 +160,8 @@ class BatchTest(EmulatorTest):
                              p["headers"]["OData-EntityId"])
             self.assertEqual(p["headers"]["OData-Version"], "4.0")
             self.assertIsNotNone(self.number(self.id_of(p)))
-        # S22's layout: status line, headers, two empty lines before the
+        # the batch page's layout: status line, headers, two empty lines
+        # before the
         # next delimiter
         self.assertIn(b"\r\nHTTP/1.1 204 No Content\r\nOData-Version: 4.0\r\n"
                       b"Location: ", raw)
@@ -246,8 +252,8 @@ class BatchTest(EmulatorTest):
         self.assertEqual(parts[3][0]["status"], 204)
 
     def test_references(self):
-        # forward reference (S22's note) and a reference to another change
-        # set: both 400 with the documented message
+        # forward reference (the batch page's note) and a reference to
+        # another change set: both 400 with the documented message
         status, _, parts, _ = self.batch([("changeset", [
             op("POST", NUMBERS, {NAV + "@odata.bind": "$2"}, "1"),
             op("POST", CONFIGS, {"inogic_name": "late"}, "2")])])
@@ -292,8 +298,9 @@ class BatchTest(EmulatorTest):
     # -- rejections -----------------------------------------------------------
     def test_lf_line_endings_are_not_readable(self):
         ops = [op("POST", NUMBERS, {"inogic_name": "LF"})]
+        # the client-errors page: without a CRLF after the last line too
         for raw in (batch_body(ops, eol="\n"),
-                    batch_body(ops, final=False),       # S31: last line
+                    batch_body(ops, final=False),
                     batch_body(ops).replace(b"binary\r\n", b"binary\n")):
             status, _, parts, _ = self.batch(raw=raw)
             self.assertEqual(status, 400)

@@ -123,7 +123,8 @@ class ConformanceTest(unittest.TestCase):
         self.assertEqual(c["tokens_issued"], 1)
         self.assertEqual(c["violations"], 0)
         # documented disagreement: an alternate-key upsert answers
-        # OData-EntityId with the key values (S16); the client returns the
+        # OData-EntityId with the key values (Microsoft Learn, "Update and
+        # delete table rows using the Web API"); the client returns the
         # GUID at the end of that URL, here the configuration's id
         (note,) = doc["notes"]
         self.assertEqual(note["alt_key_upsert_returned"], CFG_A)

@@ -358,7 +358,8 @@ class QueryTest(EmulatorTest):
         self.assertEqual(r.status, 200)
 
     def test_post_on_a_function_is_not_found(self):
-        # S31: the wrong HTTP method on a function -> 404, code ""
+        # Microsoft Learn, "Troubleshoot Dataverse Web API client errors":
+        # the wrong HTTP method on a function -> 404, code ""
         r = self.emu.request("POST", "/api/data/v9.2/WhoAmI", b"{}",
                              self.headers(extra={"Content-Type":
                                                  "application/json"}))

@@ -2,7 +2,19 @@
 create (204 / 201), lookups by @odata.bind, update and upsert, alternate
 keys, If-Match / If-None-Match, delete, single-property writes, every
 payload rejection, change tracking of writes, and the write faults
-(lost response, stale-ETag trap, latency)."""
+(lost response, stale-ETag trap, latency).
+
+Microsoft Learn pages cited below by short name:
+  update-delete: "Update and delete table rows using the Web API"
+    (current and 2022 editions),
+    https://learn.microsoft.com/power-apps/developer/data-platform/webapi/update-delete-entities-using-web-api
+  client-errors: "Troubleshoot Dataverse Web API client errors",
+    https://learn.microsoft.com/troubleshoot/power-platform/power-apps/dataverse/web-api-client-errors
+  date-time: "Behavior and format of the date and time column",
+    https://learn.microsoft.com/power-apps/developer/data-platform/behavior-format-date-time-attribute
+  compose-requests: "Compose HTTP requests and handle errors",
+    https://learn.microsoft.com/power-apps/developer/data-platform/webapi/compose-http-requests-handle-errors
+"""
 
 import http.client
 import json
@@ -130,7 +142,8 @@ class WritesTest(EmulatorTest):
                               "does not exist in the batch context.")
 
     def test_lookup_written_by_its_other_names(self):
-        # §2.5: the lookup's logical name with @odata.bind (S31's message)
+        # the lookup's logical name with @odata.bind (client-errors'
+        # message)
         r = self.send("POST", NUMBERS, {
             "inogic_configurationid@odata.bind": bind(CFG_A)})
         self.payload_error(r, "InnerException : Microsoft.OData.OData"
@@ -194,7 +207,7 @@ class WritesTest(EmulatorTest):
         for doc, fragment in cases:
             self.payload_error(self.send("POST", NUMBERS, doc), fragment)
         # numeric strings are Int32 too (Microsoft's own example posts one);
-        # offset-less dates are stored as UTC, offsets converted (S29)
+        # offset-less dates are stored as UTC, offsets converted (date-time)
         rid = self.create(**{STATUS: str(OPTED_OUT),
                              "inogic_consentdate": "2025-01-28T10:00:00"})
         self.assertEqual(self.row(rid)[STATUS], OPTED_OUT)
@@ -265,7 +278,7 @@ class WritesTest(EmulatorTest):
         rid = self.create()
         r = self.send("PATCH", "%s(%s)" % (NUMBERS, rid), {}, query=(
             "$expand=" + NAV), prefer="return=representation")
-        self.assertEqual(r.status, 200, r)       # $expand ignored (S16)
+        self.assertEqual(r.status, 200, r)   # $expand ignored (update-delete)
         for method, res in (("PATCH", NUMBERS), ("DELETE", NUMBERS),
                             ("POST", "%s(%s)" % (NUMBERS, rid)),
                             ("PUT", "%s(%s)" % (NUMBERS, rid))):
@@ -290,7 +303,7 @@ class WritesTest(EmulatorTest):
         self.assertGreater(new["modifiedon"], old["modifiedon"])
         self.assertEqual(new["createdon"], old["createdon"])
         self.assertEqual(new[PHONE], old[PHONE])
-        # an update that changes nothing is still an update (S16)
+        # an update that changes nothing is still an update (update-delete)
         self.send("PATCH", "%s(%s)" % (NUMBERS, rid), {STATUS: OPTED_OUT})
         self.assertGreater(self.row(rid)["versionnumber"],
                            new["versionnumber"])
@@ -314,7 +327,7 @@ class WritesTest(EmulatorTest):
         rid2 = "0c11e47e-0000-4000-8000-000000000102"
         r = self.send("PATCH", "%s(%s)" % (NUMBERS, rid2),
                       {"inogic_name": "2"}, prefer="return=representation")
-        self.assertEqual(r.status, 201, r)       # created (S16, 2022)
+        self.assertEqual(r.status, 201, r)   # created (update-delete, 2022)
         r = self.send("PATCH", "%s(%s)" % (NUMBERS, rid2),
                       {"inogic_name": "3"}, prefer="return=representation")
         self.assertEqual(r.status, 200, r)       # updated
@@ -359,7 +372,7 @@ class WritesTest(EmulatorTest):
                               "key values already exists.")
         r = self.send("PATCH", res, {STATUS: DOUBLE},
                       extra={"If-None-Match": "null"})
-        self.assertEqual(r.status, 204, r)       # §2.1's header: ignored
+        self.assertEqual(r.status, 204, r)   # compose-requests' null: ignored
         new = "0c11e47e-0000-4000-8000-000000000201"
         r = self.send("PATCH", "%s(%s)" % (NUMBERS, new), {STATUS: DOUBLE},
                       extra={"If-None-Match": "*"})
@@ -461,7 +474,7 @@ class AltKeyWritesTest(EmulatorTest):
         self.assertEqual((first["cts_label"], first["_cts_setup_value"]),
                          ("A", CFG_A))
         # again: the same row is updated; key values in the body are
-        # ignored on update (S16)
+        # ignored on update (update-delete)
         r = self.send("PATCH", self.key("+491700000001"),
                       {"cts_label": "B", "cts_mobile": "+49999"},
                       prefer="return=representation")

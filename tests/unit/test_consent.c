@@ -1,5 +1,5 @@
 /*
- * test_consent — the consent engine: every row of DESIGN.md's transition
+ * test_consent — the consent engine: every row of docs/design.md's transition
  * table, the conflict rule in both arrival orders, idempotence, the
  * Dataverse mirror (note 3: only a changed Dataverse status is an
  * expression), corrective write-backs, WABA-wide stops, quarantine and

@@ -1,5 +1,5 @@
 /*
- * test_gate — the send-gate: every reason of DESIGN.md (a table, run with
+ * test_gate — the send-gate: every reason of docs/design.md (a table, run with
  * and without the in-memory index), duplicates (strictest wins), inactive
  * and unparseable rows, staleness before the first sync and after
  * max_staleness, topics, pauses and caps with a fixed clock, aliases, the

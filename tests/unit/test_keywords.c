@@ -267,7 +267,7 @@ static void test_keywords__builtin_sets_per_language(void **state)
     check_texts(*state, "NL", nl, N_ELEMS(nl));
 }
 
-/* ---- the outcomes DESIGN.md and the issue spell out ------------------------
+/* ---- the outcomes docs/design.md and the issue spell out -------------------
  */
 
 static const struct {

@@ -203,7 +203,8 @@ async function main() {
         const count = await alt.count({ collection: "cts_consentnumbers" });
         check("upsert by alternate key", row.cts_label === "alt2" && count === S.seed_numbers + 1,
             { first, second, row, count });
-        // S16: OData-EntityId names the row by its key values; the client
+        // Microsoft Learn, "Update and delete table rows using the Web API":
+        // OData-EntityId names the row by its key values; the client
         // takes the trailing GUID of that URL as "the id"
         notes.push({ alt_key_upsert_returned: first, configuration_id: S.cfg_a,
             row_id: row.cts_consentnumberid });
