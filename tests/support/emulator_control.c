@@ -48,6 +48,20 @@ long emulator_control(const struct emulator_proc *emu, const char *method,
     return status;
 }
 
+long emulator_control_json(const struct emulator_proc *emu, const char *method,
+                           const char *route, const char *json, cJSON **out)
+{
+    char *body = NULL;
+    long status = emulator_control(emu, method, route, json, &body);
+
+    *out = body ? cJSON_Parse(body) : NULL;
+    if (*out == NULL)
+        fail_msg("emulator control %s %s: not JSON: %s", method, route,
+                 body ? body : "(no body)");
+    free(body);
+    return status;
+}
+
 struct optsync_config *emulator_config(const struct emulator_proc *emu,
                                        const char *const *overrides)
 {

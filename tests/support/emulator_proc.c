@@ -1,7 +1,7 @@
 /*
- * emulator_proc.c - start and stop the Dataverse + Entra ID emulator
+ * emulator_proc.c - start and stop the emulators of tests/emulator/
  *
- * See emulator_proc.h. Test support only: it forks, execs python3 on the
+ * See emulator_proc.h. Test support only: it forks, execs python3 on an
  * emulator script, and parses `READY port=N` from the child's stdout.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -67,9 +67,16 @@ static int set_cloexec(int fd)
     return fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
 }
 
-/* argv for execvp: python, script, --port 0, extras, NULL. */
-static int build_argv(const char **argv, char *script, size_t script_size,
-                      const char *const *extra_args)
+/* A file name in tests/emulator/: not empty, no directory part. */
+static int plain_name(const char *name)
+{
+    return name != NULL && name[0] != '\0' && strchr(name, '/') == NULL &&
+           strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+/* argv for execvp: python, script path, --port 0, extras, NULL. */
+static int build_argv(const char **argv, char *path, size_t path_size,
+                      const char *name, const char *const *extra_args)
 {
     const char *src = source_dir();
     const char *python = getenv("OPTSYNC_PYTHON");
@@ -80,14 +87,13 @@ static int build_argv(const char **argv, char *script, size_t script_size,
         fprintf(stderr, "emulator_proc: OPTSYNC_SOURCE_DIR is not set\n");
         return -1;
     }
-    len = snprintf(script, script_size,
-                   "%s/tests/emulator/dataverse_emulator.py", src);
-    if (len < 0 || (size_t)len >= script_size) {
+    len = snprintf(path, path_size, "%s/tests/emulator/%s", src, name);
+    if (len < 0 || (size_t)len >= path_size) {
         fprintf(stderr, "emulator_proc: source path too long\n");
         return -1;
     }
     argv[n++] = (python != NULL && python[0] != '\0') ? python : "python3";
-    argv[n++] = script;
+    argv[n++] = path;
     argv[n++] = "--port";
     argv[n++] = "0";
     while (extra_args != NULL && *extra_args != NULL) {
@@ -175,16 +181,22 @@ static int parse_ready(const char *line, int *port)
     return 0;
 }
 
-int emulator_start(struct emulator_proc *out, const char *const *extra_args)
+int emulator_start_script(struct emulator_proc *out, const char *script,
+                          const char *const *extra_args)
 {
     const char *argv[EMU_MAX_ARGS];
-    char script[4096];
+    char path[4096];
     char line[EMU_READY_MAX];
     int fds[2] = { -1, -1 };
     int port = 0;
     pid_t pid;
 
-    if (build_argv(argv, script, sizeof(script), extra_args) < 0)
+    if (!plain_name(script)) {
+        fprintf(stderr, "emulator_proc: not a script in tests/emulator: %s\n",
+                script != NULL ? script : "(null)");
+        return -1;
+    }
+    if (build_argv(argv, path, sizeof(path), script, extra_args) < 0)
         return -1;
     if (pipe(fds) < 0 || set_cloexec(fds[0]) < 0 || set_cloexec(fds[1]) < 0) {
         fprintf(stderr, "emulator_proc: pipe: %s\n", strerror(errno));
@@ -202,7 +214,7 @@ int emulator_start(struct emulator_proc *out, const char *const *extra_args)
     fds[1] = -1;
     if (read_line(fds[0], line, sizeof(line), start_timeout_ms()) < 0 ||
         parse_ready(line, &port) < 0) {
-        fprintf(stderr, "emulator_proc: emulator did not report READY\n");
+        fprintf(stderr, "emulator_proc: %s did not report READY\n", script);
         kill(pid, SIGKILL);
         reap(pid);
         goto fail;
@@ -220,6 +232,11 @@ fail:
     if (fds[1] >= 0)
         close(fds[1]);
     return -1;
+}
+
+int emulator_start(struct emulator_proc *out, const char *const *extra_args)
+{
+    return emulator_start_script(out, EMULATOR_DATAVERSE, extra_args);
 }
 
 /* Wait for pid for up to ms milliseconds; 0 once reaped, -1 on timeout. */
