@@ -295,10 +295,43 @@ static const char *const migration_3[] = {
     NULL,
 };
 
+/*
+ * Migration 4: what the WhatsApp webhook learns about the people who
+ * write (connector/webhooks/whatsapp.h, connector/cache/wa_users.h).
+ *  - wa_identities: a business-scoped user id (BSUID, Meta's usernames)
+ *    beside the phone number it was seen with, so a later event that
+ *    carries only the BSUID can be keyed (and a quarantined one replayed).
+ *  - wa_last_inbound: per (configuration, number) the event time of the
+ *    newest message the number sent: the 24-hour customer-service window.
+ *  - inbound_seen by time: the de-duplication keys are pruned by age.
+ */
+static const char *const migration_4[] = {
+    "CREATE TABLE wa_identities ("
+    "  user_id          TEXT NOT NULL," /* BSUID, e.g. US.1349120865... */
+    "  e164             TEXT NOT NULL,"
+    "  waba_id          TEXT," /* the WABA it was seen under; NULL: none */
+    "  configuration_id TEXT," /* NULL: not known when seen */
+    "  first_seen       INTEGER NOT NULL,"
+    "  last_seen        INTEGER NOT NULL,"
+    "  PRIMARY KEY (user_id, e164)"
+    ") STRICT, WITHOUT ROWID;",
+    "CREATE INDEX wa_identities_by_phone ON wa_identities(e164);",
+    "CREATE TABLE wa_last_inbound ("
+    "  configuration_id TEXT NOT NULL,"
+    "  e164             TEXT NOT NULL,"
+    "  last_at          INTEGER NOT NULL," /* event time of the message */
+    "  message_id       TEXT,"
+    "  PRIMARY KEY (configuration_id, e164)"
+    ") STRICT, WITHOUT ROWID;",
+    "CREATE INDEX inbound_seen_by_time ON inbound_seen(source, seen_at);",
+    NULL,
+};
+
 const char *const *const cache__migrations[] = {
     migration_1,
     migration_2,
     migration_3,
+    migration_4,
 };
 
 const int cache__migration_count =

@@ -14,6 +14,7 @@
 #include "configurations.h"
 #include "err.h"
 #include "log.h"
+#include "wa_users.h"
 #include "xalloc.h"
 
 void consent_options_init(struct consent_options *out,
@@ -309,17 +310,38 @@ static void merge(struct consent_result *out, const struct consent_result *r,
         out->outcome = CONSENT_CHANGED;
 }
 
+/* An event of a WhatsApp username user (BSUID only) takes the number
+ * last seen with that id; ERR_NOTFOUND (the caller quarantines or keeps
+ * it waiting) until a delivery has linked the two. */
+static int key_by_user_id(struct consent_event *keyed, char *e164, cache *c,
+                          const struct consent_event *ev)
+{
+    int rc;
+
+    *keyed = *ev;
+    if (ev->e164 || !ev->user_id || ev->action == CONSENT_ACT_MIRROR)
+        return 0;
+    rc = wa_users_phone_find(e164, PHONE_E164_MAX, c, ev->user_id, NULL);
+    if (rc == 0)
+        keyed->e164 = e164;
+    return rc;
+}
+
 int consent_apply_locked(struct consent_result *out, cache *c,
                          const struct consent_options *opts,
-                         const struct consent_event *ev)
+                         const struct consent_event *event)
 {
     char(*ids)[MAPPING_GUID_LEN + 1] = NULL;
+    char e164[PHONE_E164_MAX];
+    struct consent_event keyed, *ev = &keyed;
     struct consent_result r;
     size_t n = 0, i;
     int rc, seen;
 
     memset(out, 0, sizeof(*out));
-    rc = check_event(ev);
+    rc = key_by_user_id(&keyed, e164, c, event);
+    if (rc == 0)
+        rc = check_event(ev);
     if (rc)
         return rc;
     if (ev->action == CONSENT_ACT_MIRROR)

@@ -91,6 +91,10 @@ struct consent_event {
     int waba_wide; /* also every configuration of the same WABA */
 
     const char *e164; /* key (phone_parse); unused for MIRROR */
+    /* A WhatsApp username user's business-scoped id (BSUID): when e164 is
+     * NULL the event is keyed by the number last seen with it
+     * (wa_users.h); ERR_NOTFOUND while none is known. */
+    const char *user_id;
     enum consent_action action;
     int64_t event_at;           /* when it was expressed (ms) */
     const char *source;         /* CONSENT_SOURCE_* */
@@ -227,14 +231,21 @@ void consent_action_for_reply(struct consent_intent *out, const keywords *k,
  * Keeps an event that cannot be applied yet (unknown configuration or
  * sender), with `reason` and `hint` (what to match it by later), in its
  * own transaction.  Never loses it: the caller acknowledges the delivery
- * only after this returned 0.
+ * only after this returned 0.  ERR_BADINPUT for a MIRROR or NONE event.
  */
 int consent_quarantine(cache *c, const struct consent_event *ev,
                        const char *reason, const char *hint);
 
+/* The same inside the caller's open transaction (a webhook delivery is
+ * applied, and its unmatched events kept, in one commit). */
+int consent_quarantine_locked(cache *c, const struct consent_event *ev,
+                              const char *reason, const char *hint);
+
 /*
  * Retries every open quarantined event (after a sync brought new
- * configurations).  Counts what was applied and what still waits.
+ * configurations, or a WhatsApp delivery linked a BSUID to its number).
+ * Counts what was applied and what still waits; an event that can never
+ * apply as it stands (ERR_BADINPUT) keeps waiting for a person.
  */
 int consent_quarantine_replay(cache *c, const struct consent_options *opts,
                               int *applied, int *waiting);

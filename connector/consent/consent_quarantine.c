@@ -48,6 +48,7 @@ static char *event_to_json(const struct consent_event *ev)
     add_str(o, "phone_number_id", ev->phone_number_id);
     cJSON_AddBoolToObject(o, "waba_wide", ev->waba_wide);
     add_str(o, "e164", ev->e164);
+    add_str(o, "user_id", ev->user_id);
     cJSON_AddStringToObject(o, "action", action_names[ev->action]);
     cJSON_AddNumberToObject(o, "event_at", (double)ev->event_at);
     add_str(o, "source", ev->source);
@@ -64,8 +65,8 @@ static char *event_to_json(const struct consent_event *ev)
     return text;
 }
 
-int consent_quarantine(cache *c, const struct consent_event *ev,
-                       const char *reason, const char *hint)
+int consent_quarantine_locked(cache *c, const struct consent_event *ev,
+                              const char *reason, const char *hint)
 {
     sqlite3_stmt *st;
     char *payload;
@@ -75,28 +76,41 @@ int consent_quarantine(cache *c, const struct consent_event *ev,
         err_set(ERR_CLASS_INPUT, "only expressions can be quarantined");
         return ERR_BADINPUT;
     }
+    st = cache_stmt(c, "INSERT INTO quarantine(received_at, source, reason, "
+                       "hint, payload) VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (!st)
+        return ERR_FAIL;
     payload = event_to_json(ev);
-    rc = cache_begin(c);
-    st = rc ? NULL
-            : cache_stmt(c, "INSERT INTO quarantine(received_at, source, "
-                            "reason, hint, payload) VALUES (?1, ?2, ?3, ?4, "
-                            "?5)");
-    if (st) {
-        cache_bind_int(st, 1, clock_now_ms());
-        cache_bind_text(st, 2, ev->source);
-        cache_bind_text(st, 3, reason);
-        cache_bind_text(st, 4, hint);
-        cache_bind_text(st, 5, payload);
-        rc = cache_step(st) == SQLITE_DONE ? cache_commit(c) : ERR_FAIL;
-    } else if (rc == 0) {
-        rc = ERR_FAIL;
-    }
-    if (rc)
-        cache_rollback(c);
-    else
+    cache_bind_int(st, 1, clock_now_ms());
+    cache_bind_text(st, 2, ev->source);
+    cache_bind_text(st, 3, reason);
+    cache_bind_text(st, 4, hint);
+    cache_bind_text(st, 5, payload);
+    rc = cache_step(st) == SQLITE_DONE ? 0 : ERR_FAIL;
+    free(payload);
+    if (rc == 0)
         log_notice("event_quarantined reason=%s hint=%s", log_q(reason),
                    log_q(hint));
-    free(payload);
+    return rc;
+}
+
+int consent_quarantine(cache *c, const struct consent_event *ev,
+                       const char *reason, const char *hint)
+{
+    int rc;
+
+    if (ev->action == CONSENT_ACT_MIRROR || ev->action == CONSENT_ACT_NONE) {
+        err_set(ERR_CLASS_INPUT, "only expressions can be quarantined");
+        return ERR_BADINPUT;
+    }
+    rc = cache_begin(c);
+    if (rc)
+        return rc;
+    rc = consent_quarantine_locked(c, ev, reason, hint);
+    if (rc == 0)
+        rc = cache_commit(c);
+    else
+        cache_rollback(c);
     return rc;
 }
 
@@ -112,6 +126,7 @@ static int event_from_json(struct consent_event *ev, cJSON *root,
     ev->waba_wide =
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "waba_wide"));
     ev->e164 = jsonutil_str(root, "e164");
+    ev->user_id = jsonutil_str(root, "user_id");
     ev->event_at = jsonutil_int(root, "event_at", 0);
     ev->source = jsonutil_str(root, "source");
     ev->inbound_source = jsonutil_str(root, "inbound_source");
@@ -183,6 +198,15 @@ static int replay_one(cache *c, const struct consent_options *opts,
     rc = cache_begin(c);
     if (rc == 0)
         rc = consent_apply_locked(&r, c, opts, &ev);
+    if (rc == ERR_BADINPUT) {
+        /* Cannot apply as it stands (no key, an ambiguous name): undo
+         * whatever the attempt began, count it, keep it for a person. */
+        log_warn("quarantine_not_applicable id=%lld why=%s", (long long)p->id,
+                 log_q(err_message()));
+        cache_rollback(c);
+        rc = cache_begin(c);
+        rc = rc ? rc : ERR_NOTFOUND;
+    }
     if (rc == 0 || rc == ERR_NOTFOUND)
         rc = mark(c, p->id, rc == 0) == 0 ? rc : ERR_FAIL;
     if (rc == 0 || rc == ERR_NOTFOUND) {

@@ -38,4 +38,12 @@
 #define CAP_FIELD_BYTES 4096
 #define CAP_PHONE_INPUT_BYTES 64
 
+/* One WhatsApp webhook delivery: items (messages, statuses, preferences,
+ * contacts, errors) in one body (Meta batches up to 1,000 updates), an
+ * id we key by (wamid, BSUID, phone_number_id, wa_id), and the echoed
+ * hub.challenge of the GET handshake. */
+#define CAP_WA_ITEMS 20000
+#define CAP_WA_ID_BYTES 512
+#define CAP_WA_CHALLENGE_BYTES 1024
+
 #endif

@@ -750,6 +750,26 @@ static void check_webhook(struct load_ctx *ctx,
                     "required when auth = querystring");
 }
 
+/* 360dialog signs nothing: auth = header needs the header to check. */
+static void check_whatsapp(struct load_ctx *ctx,
+                           const struct optsync_config *cfg)
+{
+    const char *name = cfg->whatsapp.header_name;
+
+    if (!cfg->whatsapp.auth || strcmp(cfg->whatsapp.auth, "header") != 0)
+        return;
+    if (!name || !*name)
+        KEY_PROBLEM(ctx, key_index("whatsapp", "header_name"), 1,
+                    "required when auth = header");
+    else if (name[strcspn(name, " \t:()<>@,;\\\"/[]?={}")] != '\0')
+        KEY_PROBLEM(ctx, key_index("whatsapp", "header_name"), 1,
+                    "not a header name: \"%s\"", name);
+    if (!cfg->whatsapp.header_value || !*cfg->whatsapp.header_value)
+        KEY_PROBLEM(ctx, key_index("whatsapp", "header_value"), 0,
+                    "not set: every WhatsApp webhook POST will be refused "
+                    "(401)");
+}
+
 static void check_timing(struct load_ctx *ctx, const struct optsync_config *cfg)
 {
     if (cfg->sync.max_staleness <= cfg->sync.interval + cfg->dataverse.timeout)
@@ -786,6 +806,7 @@ static void cross_check(struct load_ctx *ctx, struct optsync_config *cfg)
     check_inline_secrets(ctx, cfg);
     check_api_version(ctx, cfg->dataverse.api_version);
     check_webhook(ctx, cfg);
+    check_whatsapp(ctx, cfg);
     check_timing(ctx, cfg);
     check_log(ctx, cfg);
     if ((ctx->needs & CONFIG_FOR_LISTENER) && !cfg->listener.api_key)

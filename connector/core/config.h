@@ -65,6 +65,9 @@ struct optsync_config {
     struct {
         char *app_secret;   /* sensitive */
         char *verify_token; /* sensitive */
+        char *auth;         /* signature | header */
+        char *header_name;  /* auth = header: the header to check */
+        char *header_value; /* sensitive; auth = header */
     } whatsapp;
     struct {
         char *auth; /* header | webhookkey | querystring */

@@ -87,6 +87,14 @@ const struct config_key config_table[] = {
     { "whatsapp", "verify_token", CONFIG_STRING, NULL, NO_BOUNDS, NULL,
       CONFIG_SENSITIVE | CONFIG_FOR_LISTENER, OFF(whatsapp.verify_token),
       "token for Meta's GET verification handshake" },
+    { "whatsapp", "auth", CONFIG_ENUM, "signature", NO_BOUNDS,
+      "signature|header", 0, OFF(whatsapp.auth),
+      "POST check: Meta's signature, or a secret header (360dialog)" },
+    { "whatsapp", "header_name", CONFIG_STRING, NULL, NO_BOUNDS, NULL, 0,
+      OFF(whatsapp.header_name), "header carrying the secret (auth = header)" },
+    { "whatsapp", "header_value", CONFIG_STRING, NULL, NO_BOUNDS, NULL,
+      CONFIG_SENSITIVE, OFF(whatsapp.header_value),
+      "the secret header's value (auth = header)" },
 
     /* [dataverse_webhook] */
     { "dataverse_webhook", "auth", CONFIG_ENUM, "header", NO_BOUNDS,

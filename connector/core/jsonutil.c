@@ -25,11 +25,26 @@ static int depth_ok(const cJSON *item, int depth)
     return 1;
 }
 
-cJSON *jsonutil_parse(const char *text, size_t len)
+/* True when only JSON white space follows `end` up to text + len. */
+static int only_space_after(const char *end, const char *text, size_t len)
+{
+    for (; end < text + len; end++)
+        if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r')
+            return 0;
+    return 1;
+}
+
+static cJSON *parse(const char *text, size_t len, int whole)
 {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
 
+    if (root && whole && !only_space_after(end, text, len)) {
+        cJSON_Delete(root);
+        err_set(ERR_CLASS_INPUT, "text after the JSON value at byte %ld",
+                (long)(end - text));
+        return NULL;
+    }
     if (!root) {
         err_set(ERR_CLASS_INPUT, "malformed JSON near byte %ld",
                 end ? (long)(end - text) : 0L);
@@ -42,6 +57,16 @@ cJSON *jsonutil_parse(const char *text, size_t len)
         return NULL;
     }
     return root;
+}
+
+cJSON *jsonutil_parse(const char *text, size_t len)
+{
+    return parse(text, len, 0);
+}
+
+cJSON *jsonutil_parse_whole(const char *text, size_t len)
+{
+    return parse(text, len, 1);
 }
 
 static int by_key(const void *a, const void *b)

@@ -18,6 +18,10 @@
  */
 cJSON *jsonutil_parse(const char *text, size_t len);
 
+/* The same for a request body: the input must be one JSON value, with
+ * only white space after it ("{...}garbage" is malformed). */
+cJSON *jsonutil_parse_whole(const char *text, size_t len);
+
 /*
  * Canonical text of `item` (malloc'd): object keys sorted by byte value at
  * every level, no white space, cJSON's escaping (which matches Python's

@@ -20,6 +20,7 @@
 #include "keywords.h"
 #include "ledger.h"
 #include "testutil.h"
+#include "wa_users.h"
 #include "xalloc.h"
 
 #define CFG "6a1c0d6e-0000-0000-0000-000000000001"     /* DOI off */
@@ -372,6 +373,73 @@ static void test_consent__quarantine_and_replay(void **state)
                                         "SELECT count(*) FROM ledger WHERE "
                                         "evidence = '{\"text\":\"STOP\"}'"),
                      1);
+}
+
+/* The _locked form writes in the caller's transaction: a rollback
+ * takes the quarantined event back with everything else. */
+static void test_consent__quarantine_locked_follows_the_caller(void **state)
+{
+    struct fixture *f = *state;
+    struct consent_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.phone_number_id = "778";
+    ev.e164 = PHONE;
+    ev.action = CONSENT_ACT_OPT_OUT;
+    ev.event_at = T0;
+    ev.source = CONSENT_SOURCE_WHATSAPP;
+    assert_int_equal(cache_begin(f->c), 0);
+    assert_int_equal(
+        consent_quarantine_locked(f->c, &ev, "unknown_configuration", "778"),
+        0);
+    cache_rollback(f->c);
+    assert_int_equal(
+        testutil_query_int(f->c, "SELECT count(*) FROM quarantine"), 0);
+    assert_int_equal(cache_begin(f->c), 0);
+    assert_int_equal(
+        consent_quarantine_locked(f->c, &ev, "unknown_configuration", "778"),
+        0);
+    assert_int_equal(cache_commit(f->c), 0);
+    assert_int_equal(
+        testutil_query_int(f->c, "SELECT count(*) FROM quarantine"), 1);
+    ev.action = CONSENT_ACT_NONE;
+    assert_int_equal(consent_quarantine(f->c, &ev, "x", NULL), ERR_BADINPUT);
+}
+
+/* An event with only a WhatsApp BSUID waits until a delivery has linked
+ * the BSUID to a number, then applies to that number. */
+static void test_consent__keyed_by_user_id(void **state)
+{
+    struct fixture *f = *state;
+    struct consent_event ev;
+    struct consent_result r;
+    int fresh = 0, applied, waiting;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.configuration_id = CFG;
+    ev.user_id = "DE.4471120093";
+    ev.action = CONSENT_ACT_OPT_OUT;
+    ev.event_at = T0;
+    ev.source = CONSENT_SOURCE_WHATSAPP;
+    assert_int_equal(consent_apply(&r, f->c, &f->opts, &ev), ERR_NOTFOUND);
+    assert_int_equal(consent_quarantine(f->c, &ev, "unknown_user", ev.user_id),
+                     0);
+    assert_int_equal(
+        consent_quarantine_replay(f->c, &f->opts, &applied, &waiting), 0);
+    assert_int_equal(waiting, 1);
+    assert_int_equal(cache_begin(f->c), 0);
+    assert_int_equal(
+        wa_users_link_put(&fresh, f->c, ev.user_id, PHONE, NULL, NULL), 0);
+    assert_int_equal(cache_commit(f->c), 0);
+    assert_int_equal(fresh, 1);
+    assert_int_equal(
+        consent_quarantine_replay(f->c, &f->opts, &applied, &waiting), 0);
+    assert_int_equal(applied, 1);
+    assert_int_equal(state_of(f->c, CFG), CONSENT_OPTED_OUT);
+    assert_int_equal(
+        testutil_query_int(f->c, "SELECT count(*) FROM ledger WHERE phone = "
+                                 "'" PHONE "'"),
+        1);
 }
 
 static void test_consent__waba_wide_stop(void **state)
@@ -745,6 +813,8 @@ int main(void)
         T(test_consent__one_pending_writeback_per_row),
         T(test_consent__unknown_configuration_not_found),
         T(test_consent__quarantine_and_replay),
+        T(test_consent__quarantine_locked_follows_the_caller),
+        T(test_consent__keyed_by_user_id),
         T(test_consent__waba_wide_stop),
         T(test_consent__preferences),
         T(test_consent__mirror_new_and_unchanged),
