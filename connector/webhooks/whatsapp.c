@@ -433,7 +433,9 @@ static int is(const char *s, const char *want)
 static int apply_preference(struct apply *x,
                             const struct whatsapp_preference *u)
 {
-    const char *who = u->wa_id ? u->wa_id : u->user_id ? u->user_id : "-";
+    const char *who = u->wa_id     ? u->wa_id + (*u->wa_id == '+')
+                      : u->user_id ? u->user_id
+                                   : "-";
     char *key = xasprintf("%s/%s/%s/%lld", who, u->category ? u->category : "-",
                           u->value ? u->value : "-", (long long)u->at);
     struct target t;
