@@ -93,7 +93,7 @@ const struct config_key config_table[] = {
     { "whatsapp", "header_name", CONFIG_STRING, NULL, NO_BOUNDS, NULL, 0,
       OFF(whatsapp.header_name), "header carrying the secret (auth = header)" },
     { "whatsapp", "header_value", CONFIG_STRING, NULL, NO_BOUNDS, NULL,
-      CONFIG_SENSITIVE, OFF(whatsapp.header_value),
+      CONFIG_SENSITIVE | CONFIG_FOR_LISTENER, OFF(whatsapp.header_value),
       "the secret header's value (auth = header)" },
 
     /* [dataverse_webhook] */
