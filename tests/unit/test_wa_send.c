@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "emulator_control.h"
+#include "err.h"
+#include "emulator_proc.h"
 #include "jsonutil.h"
 #include "wa_send.h"
 #include "xalloc.h"
@@ -155,12 +158,171 @@ static void test_wa_send__answers_by_meta_error_class(void **state)
     assert_non_null(strstr(r.message, "d")); /* the details are kept */
 }
 
+/* ---- over real HTTP: the WhatsApp emulator --------------------------------
+ */
+
+#define PNID "110000000000001"
+#define D360_KEY "optsync-test-d360-key"
+
+struct fixture {
+    struct emulator_proc emu;
+    wa_sender *cloud, *d360;
+};
+
+static int setup(void **state)
+{
+    static const char *const args[] = { "--d360-key", D360_KEY ":" PNID,
+                                        "--no-statuses", NULL };
+    struct fixture *f = xcalloc(1, sizeof(*f));
+    struct wa_send_options o = { 0 };
+
+    assert_int_equal(emulator_start_script(&f->emu, EMULATOR_WHATSAPP, args),
+                     0);
+    o.graph_url = f->emu.base_url;
+    o.graph_version = "v21.0";
+    o.access_token = "optsync-wa-emulator-token";
+    o.d360_url = f->emu.base_url;
+    o.d360_api_key = D360_KEY;
+    o.connect_timeout_ms = 5000;
+    o.timeout_ms = 30000;
+    assert_int_equal(wa_sender_new(&f->cloud, &o), 0);
+    o.api = WA_API_360DIALOG;
+    assert_int_equal(wa_sender_new(&f->d360, &o), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    wa_sender_free(f->cloud);
+    wa_sender_free(f->d360);
+    emulator_stop(&f->emu);
+    free(f);
+    return 0;
+}
+
+/* The emulator's record of the last message it accepted. */
+static cJSON *last_sent(struct fixture *f)
+{
+    cJSON *all = NULL, *last;
+
+    assert_int_equal(
+        emulator_control_json(&f->emu, "GET", "messages", NULL, &all), 200);
+    if (cJSON_IsObject(all)) /* {"messages": [...]} or a bare list */
+        last = cJSON_DetachItemFromObject(all, "messages");
+    else
+        last = all, all = NULL;
+    cJSON_Delete(all);
+    assert_true(cJSON_IsArray(last) && cJSON_GetArraySize(last) > 0);
+    all = cJSON_DetachItemFromArray(last, cJSON_GetArraySize(last) - 1);
+    cJSON_Delete(last);
+    return all;
+}
+
+static void test_wa_send__template_through_both_apis(void **state)
+{
+    struct fixture *f = *state;
+    struct wa_message m = { PNID, "+4915112345678", "doi_confirm", "de", NULL,
+                            0,    "DOI_CONFIRM",    NULL };
+    struct wa_send_result r;
+    cJSON *sent;
+    char *text;
+
+    assert_int_equal(wa_sender_send(&r, f->cloud, &m), 0);
+    assert_int_equal(r.cls, WA_SEND_SENT);
+    assert_int_equal(strncmp(r.wamid, "wamid.", 6), 0);
+    sent = last_sent(f);
+    text = cJSON_PrintUnformatted(sent);
+    assert_non_null(strstr(text, r.wamid));
+    assert_non_null(strstr(text, "DOI_CONFIRM"));
+    assert_non_null(strstr(text, "doi_confirm"));
+    free(text);
+    cJSON_Delete(sent);
+
+    assert_int_equal(wa_sender_send(&r, f->d360, &m), 0);
+    assert_int_equal(r.cls, WA_SEND_SENT);
+    sent = last_sent(f);
+    text = cJSON_PrintUnformatted(sent);
+    assert_non_null(strstr(text, r.wamid));
+    free(text);
+    cJSON_Delete(sent);
+}
+
+static void test_wa_send__meta_errors_from_the_emulator(void **state)
+{
+    struct fixture *f = *state;
+    struct wa_message m = {
+        PNID, "+4915112345679", "no_such_template", "de", NULL, 0, NULL, NULL
+    };
+    struct wa_send_result r;
+
+    /* Template missing for that language: dead, named in the message. */
+    assert_int_equal(wa_sender_send(&r, f->cloud, &m), 0);
+    assert_int_equal(r.cls, WA_SEND_DEAD);
+    assert_int_equal(r.code, 132001);
+    /* Free text to a number that never wrote: outside the window. */
+    m.template_name = NULL;
+    m.text = "Thanks, you will get no more offers.";
+    assert_int_equal(wa_sender_send(&r, f->cloud, &m), 0);
+    assert_int_equal(r.cls, WA_SEND_NEEDS_TEMPLATE);
+    assert_int_equal(r.code, 131047);
+    /* A revoked token pauses sending; restored, it works again. */
+    assert_int_equal(emulator_control(&f->emu, "POST", "tokens/revoke",
+                                      "{\"token\":\"optsync-wa-emulator-"
+                                      "token\",\"reason\":\"revoked\"}",
+                                      NULL),
+                     200);
+    m.template_name = "doi_confirm";
+    m.text = NULL;
+    assert_int_equal(wa_sender_send(&r, f->cloud, &m), 0);
+    assert_int_equal(r.cls, WA_SEND_AUTH);
+    assert_int_equal(r.code, 190);
+    assert_int_equal(emulator_control(&f->emu, "POST", "tokens/restore",
+                                      "{\"token\":\"optsync-wa-emulator-"
+                                      "token\"}",
+                                      NULL),
+                     200);
+    assert_int_equal(wa_sender_send(&r, f->cloud, &m), 0);
+    assert_int_equal(r.cls, WA_SEND_SENT);
+}
+
+static void test_wa_send__network_failure_is_a_retry(void **state)
+{
+    struct wa_send_options o = { 0 };
+    struct wa_message m = {
+        PNID, "+4915112345678", "doi_confirm", "de", NULL, 0, NULL, NULL
+    };
+    struct wa_send_result r;
+    wa_sender *s;
+
+    (void)state;
+    o.graph_url = "http://127.0.0.1:1"; /* nothing listens on port 1 */
+    o.graph_version = "v21.0";
+    o.access_token = "t";
+    o.connect_timeout_ms = 2000;
+    o.timeout_ms = 5000;
+    assert_int_equal(wa_sender_new(&s, &o), 0);
+    assert_int_equal(wa_sender_send(&r, s, &m), 0);
+    assert_int_equal(r.cls, WA_SEND_RETRY);
+    assert_int_equal(r.http_status, 0);
+    m.to = NULL; /* incomplete: nothing sent */
+    assert_int_equal(wa_sender_send(&r, s, &m), ERR_BADINPUT);
+    wa_sender_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wa_send__template_body_carries_the_payload),
         cmocka_unit_test(test_wa_send__text_body_and_incomplete_messages),
         cmocka_unit_test(test_wa_send__answers_by_meta_error_class),
+        cmocka_unit_test_setup_teardown(
+            test_wa_send__template_through_both_apis, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_wa_send__meta_errors_from_the_emulator, setup, teardown),
+        cmocka_unit_test(test_wa_send__network_failure_is_a_retry),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
