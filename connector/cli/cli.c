@@ -13,6 +13,7 @@
 #include "err.h"
 #include "fileio.h"
 #include "log.h"
+#include "numbers_json.h"
 #include "phone.h"
 #include "xalloc.h"
 
@@ -27,12 +28,14 @@ extern const struct cli_command cli_sync_command;
 extern const struct cli_command cli_numbers_command;
 extern const struct cli_command cli_status_command;
 extern const struct cli_command cli_gate_command;
+extern const struct cli_command cli_listen_command;
 
 /* Every subcommand, in the order `optsync --help` lists them. */
 const struct cli_command *const cli_commands[] = {
     &cli_sync_command,
     &cli_numbers_command,
-    &cli_gate_command, /* the send-gate (gate.h) */
+    &cli_gate_command,   /* the send-gate (gate.h) */
+    &cli_listen_command, /* the HTTP listener (listener.h) */
     &cli_status_command,
     &cli_opt_out_command,
     &cli_opt_in_command,
@@ -435,22 +438,12 @@ int cli_phone(struct cli_ctx *ctx, char *out_e164, const char *input,
 
 void cli_json_text(cJSON *o, const char *name, sqlite3_stmt *st, int col)
 {
-    const char *s = cache_col_text(st, col);
-
-    cJSON_AddItemToObject(o, name,
-                          s ? cJSON_CreateString(s) : cJSON_CreateNull());
+    numbers_json_col_text(o, name, st, col);
 }
 
 void cli_json_time(cJSON *o, const char *name, sqlite3_stmt *st, int col)
 {
-    char at[32];
-
-    if (sqlite3_column_type(st, col) == SQLITE_NULL) {
-        cJSON_AddNullToObject(o, name);
-        return;
-    }
-    mapping_time_format(at, sqlite3_column_int64(st, col));
-    cJSON_AddStringToObject(o, name, at);
+    numbers_json_col_time(o, name, st, col);
 }
 
 void cli_ctx_dispose(struct cli_ctx *ctx)

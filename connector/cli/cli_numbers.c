@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "numbers_json.h"
 
 enum { OPT_CONFIGURATION = 1, OPT_STATUS, OPT_JSON, OPT_CSV };
 
@@ -21,26 +22,6 @@ static const struct cli_option options[] = {
 };
 
 enum format { TEXT, JSON, CSV };
-
-static cJSON *row_json(sqlite3_stmt *st)
-{
-    cJSON *o = cJSON_CreateObject();
-    const char *error = cache_col_text(st, 8);
-
-    cli_json_text(o, "id", st, 0);
-    cli_json_text(o, "configuration_id", st, 1);
-    cli_json_text(o, "phone", st, 2);
-    cli_json_text(o, "raw_phone", st, 3);
-    cJSON_AddStringToObject(
-        o, "status",
-        consent_status_name((enum consent_status)sqlite3_column_int(st, 4)));
-    cJSON_AddBoolToObject(o, "active", sqlite3_column_int(st, 5));
-    cli_json_time(o, "modified_on", st, 6);
-    cJSON_AddBoolToObject(o, "pending_writeback", sqlite3_column_int(st, 7));
-    if (error)
-        cJSON_AddStringToObject(o, "phone_error", error);
-    return o;
-}
 
 static void csv_field(FILE *out, const char *s, int last)
 {
@@ -104,11 +85,9 @@ static void print_row(FILE *out, enum format f, cJSON *o, int n)
 static int list(struct cli_ctx *ctx, const char *id, int status, enum format f)
 {
     sqlite3_stmt *st = cache_stmt(
-        ctx->cache,
-        "SELECT dv_id, configuration_id, e164, raw_phone, status, active, "
-        "modified_on, pending_writeback, phone_error FROM numbers WHERE "
-        "configuration_id = ?1 AND (?2 < 0 OR status = ?2) "
-        "ORDER BY e164 IS NULL, e164, dv_id");
+        ctx->cache, "SELECT " NUMBERS_JSON_COLUMNS " FROM numbers WHERE "
+                    "configuration_id = ?1 AND (?2 < 0 OR status = ?2) "
+                    "ORDER BY e164 IS NULL, e164, dv_id");
     int rc, n = 0;
 
     if (!st)
@@ -120,7 +99,7 @@ static int list(struct cli_ctx *ctx, const char *id, int status, enum format f)
               "modified_on,pending_writeback\n",
               ctx->out);
     while ((rc = cache_step(st)) == SQLITE_ROW) {
-        cJSON *o = row_json(st);
+        cJSON *o = numbers_row_json(st);
 
         print_row(ctx->out, f, o, n++);
         cJSON_Delete(o);

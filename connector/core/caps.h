@@ -33,6 +33,11 @@
  * A table has at most ~1,000 columns; this bounds the work per body. */
 #define CAP_DV_CONTEXT_ITEMS 2048
 
+/* HTTP listener: request line + headers of one request (evhttp's
+ * max_headers_size); the numbers page size of the HTTP API. */
+#define CAP_HTTP_HEADER_BYTES (64 * 1024)
+#define CAP_NUMBERS_PAGE 1000
+
 /* One text field we keep from outside (a phone as typed, a name, a
  * message body kept as evidence). */
 #define CAP_FIELD_BYTES 4096

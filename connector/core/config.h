@@ -61,6 +61,11 @@ struct optsync_config {
         char *api_key; /* sensitive */
         int64_t max_body;
         int64_t max_bulk;
+        char *tls_cert;          /* PEM chain; NULL: plain HTTP */
+        char *tls_key;           /* PEM private key file */
+        int64_t threads;         /* worker event loops; 0: one per CPU */
+        int64_t max_connections; /* admitted at once */
+        int64_t idle_timeout;    /* seconds */
     } listener;
     struct {
         char *app_secret;   /* sensitive */

@@ -79,6 +79,17 @@ const struct config_key config_table[] = {
       OFF(listener.max_body), "largest request body; larger gets 413" },
     { "listener", "max_bulk", CONFIG_INT, "10000", 1, 1000000, NULL, 0,
       OFF(listener.max_bulk), "most phones in one bulk gate call" },
+    { "listener", "tls_cert", CONFIG_PATH, NULL, NO_BOUNDS, NULL, 0,
+      OFF(listener.tls_cert), "certificate chain (PEM); set: HTTPS" },
+    { "listener", "tls_key", CONFIG_PATH, NULL, NO_BOUNDS, NULL, 0,
+      OFF(listener.tls_key), "private key (PEM) of tls_cert" },
+    { "listener", "threads", CONFIG_INT, "0", 0, 64, NULL, 0,
+      OFF(listener.threads), "worker event loops; 0: one per CPU" },
+    { "listener", "max_connections", CONFIG_INT, "4096", 1, 1000000, NULL, 0,
+      OFF(listener.max_connections), "client connections served at once" },
+    { "listener", "idle_timeout", CONFIG_DURATION, "60s", 1, 3600, NULL, 0,
+      OFF(listener.idle_timeout),
+      "close a connection idle (or stalled mid-request) this long" },
 
     /* [whatsapp] */
     { "whatsapp", "app_secret", CONFIG_STRING, NULL, NO_BOUNDS, NULL,

@@ -388,12 +388,12 @@ int gate_decide(struct gate_result *out, gate *g, const char *configuration,
 
 /* ---- recording sends -------------------------------------------------- */
 
-static int send_insert(gate *g, const char *conf_id, const char *e164,
+static int send_insert(cache *c, const char *conf_id, const char *e164,
                        const char *topic, int64_t at)
 {
     sqlite3_stmt *st =
-        cache_stmt(g->c, "INSERT INTO sends(configuration_id, e164, topic, at) "
-                         "VALUES (?1, ?2, ?3, ?4)");
+        cache_stmt(c, "INSERT INTO sends(configuration_id, e164, topic, at) "
+                      "VALUES (?1, ?2, ?3, ?4)");
     size_t len = topic ? strlen(topic) : 0;
 
     if (!st)
@@ -409,18 +409,40 @@ static int send_insert(gate *g, const char *conf_id, const char *e164,
 }
 
 /* Sends outside every window can never count again. */
-static int send_prune(gate *g, const char *conf_id, const char *e164)
+static int send_prune(cache *c, const char *conf_id, const char *e164,
+                      int64_t period_ms)
 {
     sqlite3_stmt *st =
-        cache_stmt(g->c, "DELETE FROM sends WHERE configuration_id = ?1 "
-                         "AND e164 = ?2 AND at <= ?3");
+        cache_stmt(c, "DELETE FROM sends WHERE configuration_id = ?1 "
+                      "AND e164 = ?2 AND at <= ?3");
 
     if (!st)
         return ERR_FAIL;
     cache_bind_text(st, 1, conf_id);
     cache_bind_text(st, 2, e164);
-    cache_bind_int(st, 3, clock_now_ms() - g->opts.frequency_period_ms);
+    cache_bind_int(st, 3, clock_now_ms() - period_ms);
     return cache_step(st) == SQLITE_DONE ? 0 : ERR_FAIL;
+}
+
+int gate_send_record_locked(cache *c, const char *configuration_id,
+                            const char *e164, const char *topic, int64_t at,
+                            int64_t period_ms)
+{
+    int rc =
+        send_insert(c, configuration_id, e164, topic, at ? at : clock_now_ms());
+
+    return rc ? rc : send_prune(c, configuration_id, e164, period_ms);
+}
+
+int gate_refresh(gate *g)
+{
+    if (in_transaction(g))
+        return ERR_FAIL;
+    if (gate__refresh(g) != 0) {
+        g->broken = 1;
+        return ERR_FAIL;
+    }
+    return 0;
 }
 
 int gate_record_send(gate *g, const char *configuration, const char *phone,
@@ -448,9 +470,8 @@ int gate_record_send(gate *g, const char *configuration, const char *phone,
     rc = cache_begin(g->c);
     if (rc)
         return rc;
-    rc = send_insert(g, cf->id, e164, topic, at ? at : clock_now_ms());
-    if (rc == 0)
-        rc = send_prune(g, cf->id, e164);
+    rc = gate_send_record_locked(g->c, cf->id, e164, topic, at,
+                                 g->opts.frequency_period_ms);
     if (rc) {
         cache_rollback(g->c);
         return rc;

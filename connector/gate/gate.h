@@ -168,6 +168,24 @@ int gate_decide_bulk(struct gate_result *out, gate *g,
 int gate_record_send(gate *g, const char *configuration, const char *phone,
                      const char *topic, int64_t at);
 
+/*
+ * The same inside the caller's open transaction on `c`, for a
+ * configuration id and E.164 key already resolved (the listener's
+ * group-commit writer): inserts the send and drops that number's sends
+ * older than `period_ms`.  Returns 0 or ERR_FAIL.
+ */
+int gate_send_record_locked(cache *c, const char *configuration_id,
+                            const char *e164, const char *topic, int64_t at,
+                            int64_t period_ms);
+
+/*
+ * Brings the gate level with the database now (note 2, 3): what the next
+ * decision would do first.  A long-lived caller (the listener) calls it
+ * on a timer so that the index follows other processes' commits while
+ * nobody asks.  Returns 0, or ERR_FAIL (the gate is BROKEN, note 1).
+ */
+int gate_refresh(gate *g);
+
 /* "allowed", "opted_out", ... (docs/design.md); "allow" / "deny". */
 const char *gate_reason_name(enum gate_reason r);
 const char *gate_decision_name(enum gate_decision d);
