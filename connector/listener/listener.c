@@ -27,6 +27,9 @@
 #include "metrics.h"
 #include "xalloc.h"
 
+/* How long a stopping worker waits for replies to be written out. */
+#define LISTENER_DRAIN_GRACE_S 10
+
 static pthread_once_t libevent_once = PTHREAD_ONCE_INIT;
 static int libevent_threads_rc;
 
@@ -272,6 +275,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_unlock(&w->done_mu);
     for (; r; r = next) {
         next = r->next_done;
+        w->writing--;
         r->done(r, r->item.rc, r->item.committed, r->payload);
     }
 }
@@ -280,23 +284,66 @@ int listener__submit(struct route_req *r)
 {
     r->item.complete = on_item_complete;
     r->item.complete_arg = r;
-    if (!r->w->l->w || r->w->stopping)
+    if (!r->w->l->w || r->w->stopping ||
+        writer_submit(r->w->l->w, &r->item) != 0)
         return ERR_FAIL;
-    return writer_submit(r->w->l->w, &r->item);
+    r->w->writing++;
+    return 0;
 }
 
 /* ---- stopping (design note 4) -------------------------------------------- */
 
-void listener__answered(struct listener__worker *w)
+/* Stopping: the loop ends once every reply it started is written. */
+static void answered(struct listener__worker *w)
 {
     w->inflight--;
     if (w->stopping && w->inflight == 0)
         event_base_loopexit(w->base, NULL);
 }
 
+static void on_sent(struct evhttp_request *ev, void *arg)
+{
+    (void)ev;
+    answered(arg);
+}
+
+void listener__sent(struct listener__worker *w, struct evhttp_request *ev,
+                    int status)
+{
+    /* Without a connection (the client left while the handler worked)
+     * evhttp frees the request at once and calls nobody back. */
+    int gone = evhttp_request_get_connection(ev) == NULL;
+
+    if (!gone)
+        evhttp_request_set_on_complete_cb(ev, on_sent, w);
+    evhttp_send_reply(ev, status, NULL, NULL);
+    if (gone)
+        answered(w);
+}
+
+/* A reply whose connection failed mid-write is never reported written:
+ * after a grace period the loop ends anyway, but never while the writer
+ * still owes this worker a completion (it would land on a freed loop). */
+static void on_grace(evutil_socket_t fd, short what, void *arg)
+{
+    struct listener__worker *w = arg;
+    struct timeval again = { 1, 0 };
+
+    (void)fd;
+    (void)what;
+    if (w->writing == 0) {
+        log_warn("listener_drain_timeout worker=%d unflushed=%d", w->index,
+                 w->inflight);
+        event_base_loopexit(w->base, NULL);
+    } else {
+        event_add(w->grace_ev, &again);
+    }
+}
+
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
     struct listener__worker *w = arg;
+    struct timeval grace = { LISTENER_DRAIN_GRACE_S, 0 };
 
     (void)fd;
     (void)what;
@@ -307,6 +354,8 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     }
     if (w->inflight == 0)
         event_base_loopexit(w->base, NULL);
+    else
+        event_add(w->grace_ev, &grace);
 }
 
 /* Design note 3: follow other processes' commits while idle. */
@@ -468,7 +517,8 @@ static int worker_setup(struct listener__worker *w)
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->done_ev = event_new(w->base, -1, EV_PERSIST, on_done, w);
     w->tick_ev = event_new(w->base, -1, EV_PERSIST, on_tick, w);
-    if (!w->stop_ev || !w->done_ev || !w->tick_ev ||
+    w->grace_ev = event_new(w->base, -1, 0, on_grace, w);
+    if (!w->stop_ev || !w->done_ev || !w->tick_ev || !w->grace_ev ||
         event_add(w->tick_ev, &second) != 0 || worker_http(w) != 0)
         goto no_libevent;
     return 0;
@@ -491,7 +541,9 @@ static void worker_teardown(struct listener__worker *w)
         event_free(w->done_ev);
     if (w->tick_ev)
         event_free(w->tick_ev);
-    w->stop_ev = w->done_ev = w->tick_ev = NULL;
+    if (w->grace_ev)
+        event_free(w->grace_ev);
+    w->stop_ev = w->done_ev = w->tick_ev = w->grace_ev = NULL;
     if (w->base)
         event_base_free(w->base);
     w->base = NULL;

@@ -36,13 +36,15 @@ struct listener__worker {
     struct evhttp_bound_socket *bound; /* owned by http */
     struct event *stop_ev, *done_ev;   /* owned */
     struct event *tick_ev;             /* owned: keeps the gate warm */
+    struct event *grace_ev;            /* owned: ends a stalled drain */
     cache *c;                          /* owned: this thread's reads */
     gate *g;                           /* owned */
 
     pthread_mutex_t done_mu;                 /* guards the done list */
     struct route_req *done_head, *done_tail; /* writer completions */
 
-    int inflight; /* handlers started, replies not sent (this thread) */
+    int inflight; /* handlers started, replies not yet flushed */
+    int writing;  /* of those, waiting for the writer */
     int stopping;
     struct listener__conns conns;
 };
@@ -91,8 +93,10 @@ void route__send(struct route_req *r, int status, const char *content_type,
 
 /* ---- listener.c ---------------------------------------------------------- */
 
-/* A reply went out: the worker may finish stopping (note 4). */
-void listener__answered(struct listener__worker *w);
+/* A reply was handed to evhttp; the worker counts it answered when it
+ * has been written out (note 4). */
+void listener__sent(struct listener__worker *w, struct evhttp_request *ev,
+                    int status);
 
 /* Hands a request to the writer (route_req_write). */
 int listener__submit(struct route_req *r);

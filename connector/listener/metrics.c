@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "err.h"
 #include "mapping.h"
+#include "xalloc.h"
 
 /* Upper bounds of the latency buckets, in microseconds (+Inf follows). */
 static const int64_t bucket_us[] = { 100,    250,    500,     1000,   2500,
@@ -97,7 +98,8 @@ int metrics_route_register(const char *pattern)
         if (strcmp(route_names[i], pattern) == 0)
             slot = i;
     if (slot == METRICS_ROUTES_MAX && n_routes < METRICS_ROUTES_MAX) {
-        route_names[n_routes] = pattern;
+        /* Kept for the life of the process (the registry is static). */
+        route_names[n_routes] = xstrdup(pattern);
         slot = n_routes;
         atomic_store(&n_routes, n_routes + 1);
     }

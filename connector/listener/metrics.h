@@ -82,7 +82,7 @@ void metrics_gate_decisions_add(enum gate_reason reason, uint64_t n);
 /*
  * A label slot for a route `pattern` ("/v1/gate"); the same pattern gets
  * the same slot.  Past METRICS_ROUTES_MAX the slot of "other".  The
- * string must live as long as the process (a literal or a route table's).
+ * pattern is copied.
  */
 int metrics_route_register(const char *pattern);
 /* One request answered: route slot (-1: no route matched), HTTP status,

@@ -270,12 +270,11 @@ void route__send(struct route_req *r, int status, const char *content_type,
     /* evhttp leaves the body out of HEAD answers itself. */
     if (len)
         evbuffer_add(evhttp_request_get_output_buffer(r->ev), body, len);
-    evhttp_send_reply(r->ev, status, NULL, NULL);
     metrics_request_observe(slot, status, metrics_now_ns() - r->start_ns);
+    listener__sent(w, r->ev, status); /* sends it */
     evhttp_clear_headers(&r->query);
     route_params_dispose(&r->params);
     free(r);
-    listener__answered(w);
 }
 
 void route_reply(struct route_req *r, int status, const char *content_type,
