@@ -228,6 +228,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     r->query.tqh_first = NULL; /* TAILQ_INIT, without sys/queue.h */
     r->query.tqh_last = &r->query.tqh_first;
     w->inflight++;
+    w->requests++;
     if (w->stopping) {
         route_reply_error(r, 503, "shutting_down", NULL);
         return;
@@ -561,6 +562,8 @@ static void *worker_main(void *arg)
     struct listener__worker *w = arg;
 
     event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    log_info("listener_worker_done worker=%d requests=%llu", w->index,
+             (unsigned long long)w->requests);
     worker_teardown(w);
     return NULL;
 }

@@ -77,18 +77,27 @@ static void on_metrics(struct route_req *r, void *arg)
 
 /* ---- gate decisions ----------------------------------------------------- */
 
+/* One decision in the gate shape.  The strings are referenced, not
+ * copied (a bulk answer holds thousands): `phone` and res->e164 must
+ * outlive the tree; the names are static. */
 static cJSON *decision_json(const char *phone, const struct gate_result *res)
 {
     cJSON *o = cJSON_CreateObject();
 
-    cJSON_AddStringToObject(o, "phone", phone);
-    if (res->e164[0])
-        cJSON_AddStringToObject(o, "e164", res->e164);
-    else
-        cJSON_AddNullToObject(o, "e164");
-    cJSON_AddStringToObject(o, "decision", gate_decision_name(res->decision));
-    cJSON_AddStringToObject(o, "reason", gate_reason_name(res->reason));
-    cJSON_AddStringToObject(o, "status", consent_status_name(res->status));
+    cJSON_AddItemToObjectCS(o, "phone", cJSON_CreateStringReference(phone));
+    cJSON_AddItemToObjectCS(o, "e164",
+                            res->e164[0]
+                                ? cJSON_CreateStringReference(res->e164)
+                                : cJSON_CreateNull());
+    cJSON_AddItemToObjectCS(
+        o, "decision",
+        cJSON_CreateStringReference(gate_decision_name(res->decision)));
+    cJSON_AddItemToObjectCS(
+        o, "reason",
+        cJSON_CreateStringReference(gate_reason_name(res->reason)));
+    cJSON_AddItemToObjectCS(
+        o, "status",
+        cJSON_CreateStringReference(consent_status_name(res->status)));
     return o;
 }
 

@@ -43,8 +43,9 @@ struct listener__worker {
     pthread_mutex_t done_mu;                 /* guards the done list */
     struct route_req *done_head, *done_tail; /* writer completions */
 
-    int inflight; /* handlers started, replies not yet flushed */
-    int writing;  /* of those, waiting for the writer */
+    int inflight;      /* handlers started, replies not yet flushed */
+    int writing;       /* of those, waiting for the writer */
+    uint64_t requests; /* handled so far (logged at the end) */
     int stopping;
     struct listener__conns conns;
 };

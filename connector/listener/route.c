@@ -4,6 +4,7 @@
  */
 #include "listener_p.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -285,8 +286,16 @@ void route_reply(struct route_req *r, int status, const char *content_type,
 
 void route_reply_json(struct route_req *r, int status, const cJSON *json)
 {
-    char *text = cJSON_PrintUnformatted(json);
+    char small[2048];
+    char *text;
 
+    /* Most answers fit on the stack: no malloc and no realloc chain. */
+    if (cJSON_PrintPreallocated((cJSON *)(uintptr_t)json, small,
+                                (int)sizeof(small), 0)) {
+        route__send(r, status, "application/json", small, strlen(small));
+        return;
+    }
+    text = cJSON_PrintUnformatted(json);
     if (!text) {
         route__send(r, 500, "application/json", "{\"error\":\"internal\"}", 20);
         return;
