@@ -346,6 +346,8 @@ static void pref_done(struct route_req *r, int rc, int committed, void *payload)
         route_reply_error(r, 404, "no_record",
                           "the number has no record in this configuration: "
                           "a preference needs one");
+    } else if (committed && rc == ERR_BADINPUT) {
+        route_reply_error(r, 400, "bad_request", "the change cannot apply");
     } else if (!committed || rc) {
         route_reply_error(r, 503, "not_committed", "try again");
     } else {
