@@ -685,6 +685,57 @@ static void test_listener__oversize_bodies_get_413(void **state)
     free(big);
 }
 
+/* Sends `head` on a raw connection and returns the status line's code
+ * of the answer: the body announced in `head` is never sent. */
+static int raw_status(const struct fixture *f, const char *head)
+{
+    struct sockaddr_in sa;
+    struct pollfd p;
+    char buf[256];
+    ssize_t got;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), code = 0;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)f->port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(send(fd, head, strlen(head), 0), (ssize_t)strlen(head));
+    p.fd = fd;
+    p.events = POLLIN;
+    assert_int_equal(poll(&p, 1, DEADLINE_S * 1000), 1);
+    got = recv(fd, buf, sizeof(buf) - 1, 0);
+    assert_true(got > 12);
+    buf[got] = '\0';
+    assert_int_equal(sscanf(buf, "HTTP/1.%*d %d", &code), 1);
+    close(fd);
+    return code;
+}
+
+/* The refusal comes from the announced size alone: nothing of the body
+ * was sent, so nothing of it was buffered. */
+static void test_listener__body_size_checked_before_reading(void **state)
+{
+    struct fixture *f = *state;
+
+    start(f, NULL);
+    run(f);
+    assert_int_equal(raw_status(f, "POST /v1/gate HTTP/1.1\r\nHost: x\r\n"
+                                   "X-API-Key: " KEY "\r\n"
+                                   "Content-Length: 100000000\r\n\r\n"),
+                     413);
+    assert_int_equal(raw_status(f, "POST /v1/gate HTTP/1.1\r\nHost: x\r\n"
+                                   "X-API-Key: " KEY "\r\n"
+                                   "Transfer-Encoding: chunked\r\n\r\n"
+                                   "100000\r\n"),
+                     413);
+    /* A size under the limit is read and handled. */
+    assert_int_equal(raw_status(f, "POST /v1/gate HTTP/1.1\r\nHost: x\r\n"
+                                   "X-API-Key: " KEY "\r\n"
+                                   "Content-Length: 2\r\n\r\n{}"),
+                     400);
+}
+
 /* ---- paging ----------------------------------------------------------------
  */
 
@@ -1309,6 +1360,7 @@ int main(void)
         T(test_listener__gate_get_equals_gate_decide),
         T(test_listener__gate_bulk),
         T(test_listener__oversize_bodies_get_413),
+        T(test_listener__body_size_checked_before_reading),
         T(test_listener__numbers_paging),
         T(test_listener__cli_commit_seen_by_next_request),
         T(test_listener__sends_count_toward_caps),
