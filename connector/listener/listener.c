@@ -501,6 +501,25 @@ static int worker_http(struct listener__worker *w)
     return 0;
 }
 
+/* An event loop whose epoll changes are applied once per iteration:
+ * evhttp turns reading and writing off and on around every request, and
+ * changes that cancel out then cost no epoll_ctl at all (measured: about
+ * a tenth of the listener's CPU went to epoll_ctl without it).  Safe here:
+ * no two descriptors of one loop share an open file (the listening
+ * socket's dup() lives in another loop). */
+static struct event_base *new_base(void)
+{
+    struct event_config *ec = event_config_new();
+    struct event_base *base = NULL;
+
+    if (ec) {
+        event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        base = event_base_new_with_config(ec);
+        event_config_free(ec);
+    }
+    return base ? base : event_base_new();
+}
+
 static int worker_setup(struct listener__worker *w)
 {
     struct gate_options gopts;
@@ -512,7 +531,7 @@ static int worker_setup(struct listener__worker *w)
     gopts.index = 1;
     if (gate_new(&w->g, w->c, &gopts) != 0)
         return ERR_FAIL;
-    w->base = event_base_new();
+    w->base = new_base();
     if (!w->base)
         goto no_libevent;
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
