@@ -131,9 +131,10 @@ static int conn_admit(struct listener__worker *w, struct evhttp_request *ev)
 
 int listener__key_ok(const struct listener *l, const struct route_req *r)
 {
-    unsigned char got[SHA256_DIGEST_LENGTH];
+    unsigned char got[LISTENER_KEY_MAX];
     const char *key = route_req_header(r, "X-API-Key");
     const char *auth = route_req_header(r, "Authorization");
+    size_t n;
 
     if (!l->has_key)
         return 0; /* no key configured: the /v1 routes stay closed */
@@ -141,10 +142,16 @@ int listener__key_ok(const struct listener *l, const struct route_req *r)
         key = auth + 7;
     if (!key)
         return 0;
-    /* Digests of equal length: the comparison time tells nothing of the
-     * key, its length included. */
-    SHA256((const unsigned char *)key, strlen(key), got);
-    return CRYPTO_memcmp(got, l->key_digest, sizeof(got)) == 0;
+    n = strnlen(key, sizeof(got) + 1);
+    if (n > sizeof(got))
+        return 0; /* longer than any key: says nothing about ours */
+    /* Both zero-padded to the same size and compared whole, in constant
+     * time: neither the key's bytes nor its length show in the timing
+     * (a C string holds no NUL, so equal padded buffers are equal
+     * keys). */
+    memset(got, 0, sizeof(got));
+    memcpy(got, key, n);
+    return CRYPTO_memcmp(got, l->key, sizeof(got)) == 0;
 }
 
 /* ---- dispatching ----------------------------------------------------------
@@ -611,8 +618,14 @@ int listener_new(listener **out, const struct optsync_config *cfg,
     consent_options_init(&l->consent, cfg, m);
     route_table_init(&l->routes);
     if (cfg->listener.api_key && *cfg->listener.api_key) {
-        SHA256((const unsigned char *)cfg->listener.api_key,
-               strlen(cfg->listener.api_key), l->key_digest);
+        if (strlen(cfg->listener.api_key) > sizeof(l->key)) {
+            err_set(ERR_CLASS_CONFIG,
+                    "[listener] api_key is longer than %zu "
+                    "bytes",
+                    sizeof(l->key));
+            goto fail;
+        }
+        memcpy(l->key, cfg->listener.api_key, strlen(cfg->listener.api_key));
         l->has_key = 1;
     }
     if (libevent_threads_rc != 0) {
@@ -732,6 +745,6 @@ void listener_free(listener *l)
     route_table_dispose(&l->routes);
     if (l->tls)
         SSL_CTX_free(l->tls);
-    OPENSSL_cleanse(l->key_digest, sizeof(l->key_digest));
+    OPENSSL_cleanse(l->key, sizeof(l->key));
     free(l);
 }

@@ -13,10 +13,12 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <openssl/sha.h>
 #include <openssl/ssl.h>
 
 #include "listener.h"
+
+/* Longest [listener] api_key (keys are compared zero-padded to this). */
+#define LISTENER_KEY_MAX 256
 
 /* The connections a worker admitted (design note 2): an open-addressing
  * set of evhttp_connection pointers. */
@@ -59,8 +61,8 @@ struct listener {
     int fd;       /* owned: the listening socket; -1 */
     int port;
     int n_workers;
-    struct listener__worker *workers; /* owned */
-    unsigned char key_digest[SHA256_DIGEST_LENGTH];
+    struct listener__worker *workers;    /* owned */
+    unsigned char key[LISTENER_KEY_MAX]; /* the API key, zero-padded */
     int has_key;
     atomic_long connections; /* admitted, all workers */
     long max_connections;

@@ -510,6 +510,7 @@ static void test_listener__api_key_required(void **state)
     const char *path = "/v1/gate?configuration=WA%20Main&phone=" ALLOWED;
     struct call c = { NULL, path, NULL, NULL, NULL, 0, NULL };
     struct resp r;
+    char *long_key;
 
     start(f, NULL);
     run(f);
@@ -520,6 +521,11 @@ static void test_listener__api_key_required(void **state)
     assert_int_equal(get(f, path, "test-api-key-012345678", NULL), 401);
     assert_int_equal(get(f, path, KEY "x", NULL), 401);
     assert_int_equal(get(f, path, "", NULL), 401);
+    long_key = xmalloc(301);
+    memset(long_key, 'k', 300);
+    long_key[300] = '\0';
+    assert_int_equal(get(f, path, long_key, NULL), 401);
+    free(long_key);
     c.headers = wrong_bearer;
     call(f, &c, &r);
     assert_int_equal(r.status, 401);
