@@ -55,6 +55,7 @@ static int split_pattern(struct route *rt, const char *pattern)
 {
     const char *s = pattern + 1, *end;
     size_t params = 0;
+    char *seg;
 
     if (pattern[0] != '/')
         return ERR_BADINPUT;
@@ -65,11 +66,10 @@ static int split_pattern(struct route *rt, const char *pattern)
             end = s + strlen(s);
         if (end == s || rt->n_segs == ROUTE_SEGMENTS_MAX)
             return ERR_BADINPUT;
-        rt->segs[rt->n_segs] = xstrndup(s, (size_t)(end - s));
-        if (strchr(rt->segs[rt->n_segs], '{') &&
-            (!is_param(rt->segs[rt->n_segs]) || ++params > ROUTE_PARAMS_MAX))
+        /* Counted at once, so route_dispose frees it on any failure. */
+        seg = rt->segs[rt->n_segs++] = xstrndup(s, (size_t)(end - s));
+        if (strchr(seg, '{') && (!is_param(seg) || ++params > ROUTE_PARAMS_MAX))
             return ERR_BADINPUT;
-        rt->n_segs++;
         s = *end ? end + 1 : end;
         if (*end && !*s)
             return ERR_BADINPUT; /* trailing slash */
