@@ -1,5 +1,5 @@
 /*
- * numbers_json — the cached Opt-In / Opt-Out Number rows as DESIGN.md's
+ * numbers_json — the cached Opt-In / Opt-Out Number rows as docs/design.md's
  * numbers JSON shape, and cursor paging through them.  One row→JSON code
  * for `optsync numbers --json` and GET /v1/configurations/{id}/numbers.
  *

@@ -8,7 +8,7 @@
  * clock but the `now` it is given; tests/fuzz/fuzz_gate_request.c fuzzes
  * it.
  *
- * Shapes (DESIGN.md; unknown members are ignored):
+ * Shapes (docs/design.md; unknown members are ignored):
  *   gate        {"configuration": S, "phones": [S, ...], "topic"?: S}
  *   send        {"configuration": S, "phone": S, "topic"?: S,
  *                "at"?: ISO 8601 time | milliseconds since the epoch}

@@ -1,5 +1,5 @@
 /*
- * listener_api — the built-in routes: the gate API of DESIGN.md
+ * listener_api — the built-in routes: the gate API of docs/design.md
  * (/v1/gate, /v1/sends, /v1/preferences, /v1/configurations/{id}/numbers;
  * API key required) and /healthz, /readyz, /metrics.
  *

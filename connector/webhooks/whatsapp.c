@@ -375,7 +375,7 @@ static char *signal_evidence(const struct whatsapp_origin *o,
     return evidence_finish(e);
 }
 
-/* A stop that reaches every Configuration of the WABA (DESIGN.md). */
+/* A stop that reaches every Configuration of the WABA (docs/design.md). */
 static int express_stop(struct apply *x, const struct target *t, int64_t at,
                         const char *source, char *evidence, const char *user_id)
 {
@@ -449,7 +449,7 @@ static int apply_preference(struct apply *x,
         return rc;
     }
     if (!is(u->category, "marketing_messages") || !is(u->value, "stop")) {
-        /* resume lifts Meta's block but is no consent (DESIGN.md) */
+        /* resume lifts Meta's block but is no consent (docs/design.md) */
         log_info("whatsapp_preference_ignored category=%s value=%s",
                  log_q(u->category), log_q(u->value));
         x->out->ignored++;
