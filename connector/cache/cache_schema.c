@@ -327,11 +327,40 @@ static const char *const migration_4[] = {
     NULL,
 };
 
+/*
+ * Migration 5: the outbox worker (outbox.h).
+ *  - kind: which sender handles a row ('dataverse' now; WhatsApp consent
+ *    messages later).  No CHECK, so a new kind needs no table rebuild;
+ *    the worker ignores kinds it does not know.
+ *  - claimed_at: when the row went inflight (status, diagnostics).
+ *  - sent_status: the status a write carried whose outcome is unknown
+ *    (inflight, or recovered after a crash): a Dataverse row showing it
+ *    is our own write coming back, not an admin's expression (echo).
+ *  - dv_id: the Dataverse row a write created or updated.
+ *  - At most one pending row per number row and kind (consent.h note 6),
+ *    enforced; older duplicates, if any, are superseded first.
+ */
+static const char *const migration_5[] = {
+    "ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'dataverse';",
+    "ALTER TABLE outbox ADD COLUMN claimed_at INTEGER;",
+    "ALTER TABLE outbox ADD COLUMN sent_status INTEGER;",
+    "ALTER TABLE outbox ADD COLUMN dv_id TEXT;",
+    "UPDATE outbox SET state = 'superseded' WHERE state = 'pending' AND "
+    "id NOT IN (SELECT max(id) FROM outbox WHERE state = 'pending' "
+    "GROUP BY number_local_id, kind);",
+    "CREATE UNIQUE INDEX outbox_one_pending ON outbox(number_local_id, kind)"
+    "  WHERE state = 'pending';",
+    "DROP INDEX outbox_due;",
+    "CREATE INDEX outbox_due ON outbox(kind, state, next_attempt_at);",
+    NULL,
+};
+
 const char *const *const cache__migrations[] = {
     migration_1,
     migration_2,
     migration_3,
     migration_4,
+    migration_5,
 };
 
 const int cache__migration_count =

@@ -35,6 +35,7 @@ struct existing {
     int64_t version;
     int active;
     int pending;
+    int echo; /* the Dataverse row shows our own unconfirmed write */
 };
 
 static char *dup_text(sqlite3_stmt *st, int idx)
@@ -52,18 +53,15 @@ static void existing_dispose(struct existing *x)
     free(x->source);
 }
 
-static int existing_load(struct existing *x, cache *c, const char *dv_id)
+/* Loads the row `st` selects (bound by the caller); x->found = 0 when
+ * there is none. */
+static int existing_load(struct existing *x, sqlite3_stmt *st)
 {
-    sqlite3_stmt *st = cache_stmt(
-        c, "SELECT local_id, configuration_id, raw_phone, e164, phone_error, "
-           "status, dv_status, status_at, source, version, active, "
-           "pending_writeback FROM numbers WHERE dv_id = ?1");
     int rc;
 
     memset(x, 0, sizeof(*x));
     if (!st)
         return ERR_FAIL;
-    cache_bind_text(st, 1, dv_id);
     rc = cache_step(st);
     if (rc == SQLITE_DONE)
         return 0;
@@ -86,6 +84,70 @@ static int existing_load(struct existing *x, cache *c, const char *dv_id)
     x->pending = sqlite3_column_int(st, 11);
     sqlite3_reset(st);
     return 0;
+}
+
+#define EXISTING_COLUMNS                                                       \
+    "SELECT local_id, configuration_id, raw_phone, e164, phone_error, "        \
+    "status, dv_status, status_at, source, version, active, "                  \
+    "pending_writeback FROM numbers "
+
+static int existing_by_dv_id(struct existing *x, cache *c, const char *dv_id)
+{
+    sqlite3_stmt *st = cache_stmt(c, EXISTING_COLUMNS "WHERE dv_id = ?1");
+
+    if (st)
+        cache_bind_text(st, 1, dv_id);
+    return existing_load(x, st);
+}
+
+/*
+ * A row Dataverse does not know yet (a number first expressed here, whose
+ * write-back creates its record) for the same number: a new Dataverse row
+ * for that number is that record (our create, read back before the
+ * outbox committed its id) or one made meanwhile in Dynamics.  Either
+ * way the local row adopts it, so a number is never held twice and its
+ * pending write-back becomes an update of that record.
+ */
+static int existing_local_only(struct existing *x, cache *c, const char *cfg,
+                               const char *e164)
+{
+    sqlite3_stmt *st = cache_stmt(
+        c, EXISTING_COLUMNS "WHERE dv_id IS NULL AND configuration_id = ?1 "
+                            "AND e164 = ?2 AND active = 1 "
+                            "ORDER BY local_id LIMIT 1");
+
+    if (st) {
+        cache_bind_text(st, 1, cfg);
+        cache_bind_text(st, 2, e164);
+    }
+    return existing_load(x, st);
+}
+
+/*
+ * Our own write coming back (outbox.h note 5): an outbox row of this
+ * number row carried `status` to Dataverse and its outcome is not known
+ * yet (in flight, or recovered after a crash).  Such a row is what we
+ * wrote, not an admin's expression, even though its modifiedon is newer
+ * than the local change it carries.
+ */
+static int own_write(int *out, cache *c, int64_t local_id,
+                     enum consent_status status)
+{
+    sqlite3_stmt *st = cache_stmt(
+        c, "SELECT 1 FROM outbox WHERE number_local_id = ?1 AND "
+           "kind = 'dataverse' AND sent_status = ?2 AND "
+           "state IN ('inflight', 'pending') LIMIT 1");
+    int rc;
+
+    *out = 0;
+    if (!st)
+        return ERR_FAIL;
+    cache_bind_int(st, 1, local_id);
+    cache_bind_int(st, 2, status);
+    rc = cache_step(st);
+    *out = rc == SQLITE_ROW;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : ERR_FAIL;
 }
 
 /* The row as it will be written. */
@@ -154,7 +216,7 @@ static void plan_status(struct row_plan *p, const struct existing *x,
     p->status = rec->status;
     p->status_at = t;
     p->source = CONSENT_SOURCE_DATAVERSE;
-    if (x->found && !dv_changed) {
+    if (x->found && (!dv_changed || x->echo)) {
         /* Not a new expression: keep what we have (note 3). */
         p->status = x->status;
         p->status_at = x->status_at;
@@ -182,7 +244,7 @@ static int write_row(int64_t *local_id, cache *c, const struct existing *x,
            "status_at, source, topics, paused_until, modified_on, version, "
            "sweep_mark) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
            "?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT(local_id) DO UPDATE "
-           "SET configuration_id = ?3, raw_phone = ?4, e164 = ?5, "
+           "SET dv_id = ?2, configuration_id = ?3, raw_phone = ?4, e164 = ?5, "
            "phone_error = ?6, status = ?7, dv_status = ?8, active = ?9, "
            "status_at = ?10, source = ?11, topics = coalesce(?12, topics), "
            "paused_until = coalesce(?13, paused_until), modified_on = ?14, "
@@ -329,6 +391,27 @@ static int apply_plan(struct consent_result *out, cache *c,
     return rc;
 }
 
+/* Finds the cache row for `r`: by its id, else a local-only row of the
+ * same number (adopted); and whether the row is our own echo. */
+static int find_existing(struct existing *x, struct row_plan *p, int *planned,
+                         cache *c, const struct consent_row *row)
+{
+    const struct number_record *r = row->rec;
+    int rc = existing_by_dv_id(x, c, r->id);
+
+    *planned = 0;
+    if (rc == 0 && !x->found) {
+        plan_phone(p, x, row);
+        *planned = 1;
+        if (p->e164[0])
+            rc = existing_local_only(x, c, r->configuration_id, p->e164);
+    }
+    if (rc == 0 && x->found &&
+        (!x->has_dv_status || x->dv_status != r->status))
+        rc = own_write(&x->echo, c, x->local_id, r->status);
+    return rc;
+}
+
 int consent__mirror(struct consent_result *out, cache *c,
                     const struct consent_event *ev)
 {
@@ -339,7 +422,7 @@ int consent__mirror(struct consent_result *out, cache *c,
     int64_t t = r->modified_on  ? r->modified_on
                 : r->consent_at ? r->consent_at
                                 : clock_now_ms();
-    int rc;
+    int rc, planned;
 
     memset(&p, 0, sizeof(p));
     out->configurations = 1;
@@ -350,7 +433,7 @@ int consent__mirror(struct consent_result *out, cache *c,
         out->outcome = CONSENT_UNCHANGED;
         return consent_row_deleted(c, r->id, t, ev->source);
     }
-    rc = existing_load(&x, c, r->id);
+    rc = find_existing(&x, &p, &planned, c, ev->row);
     if (rc == 0 && x.found && r->version && x.version == r->version &&
         strcmp(x.configuration_id, r->configuration_id) == 0) {
         out->outcome = CONSENT_UNCHANGED; /* the hot path of a re-sync */
@@ -359,7 +442,8 @@ int consent__mirror(struct consent_result *out, cache *c,
         return rc;
     }
     if (rc == 0) {
-        plan_phone(&p, &x, ev->row);
+        if (!planned)
+            plan_phone(&p, &x, ev->row);
         if (x.found)
             plan_status(&p, &x, &none, r, t);
         rc = apply_plan(out, c, &x, ev, &p, t);
@@ -402,7 +486,7 @@ int consent_row_deleted(cache *c, const char *dv_id, int64_t event_at,
     struct dv_evidence e = { dv_id, NULL, "deleted in Dataverse" };
     struct consent__keys keys;
     struct existing x;
-    int rc = existing_load(&x, c, dv_id);
+    int rc = existing_by_dv_id(&x, c, dv_id);
 
     if (rc || !x.found)
         goto out;

@@ -117,7 +117,7 @@ int consent__queue_writeback(cache *c, int64_t local_id,
     sqlite3_stmt *st = cache_stmt(
         c, "UPDATE outbox SET status = ?2, event_at = ?3, reason = ?4, "
            "e164 = ?5, updated_at = ?6 WHERE number_local_id = ?1 AND "
-           "state = 'pending'");
+           "state = 'pending' AND kind = 'dataverse'");
 
     if (!st)
         return ERR_FAIL;
@@ -158,7 +158,8 @@ int consent__cancel_writeback(cache *c, int64_t local_id)
 {
     sqlite3_stmt *st =
         cache_stmt(c, "UPDATE outbox SET state = 'superseded', updated_at = ?2 "
-                      "WHERE number_local_id = ?1 AND state = 'pending'");
+                      "WHERE number_local_id = ?1 AND state = 'pending' "
+                      "AND kind = 'dataverse'");
 
     if (!st)
         return ERR_FAIL;

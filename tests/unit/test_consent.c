@@ -628,13 +628,21 @@ static void test_consent__new_dv_row_meets_local_opt_out(void **state)
 
     /* STOP from WhatsApp creates a local row first ... */
     express(f, CFG, CONSENT_ACT_OPT_OUT, T0 + MIN, NULL);
-    /* ... then an older Dynamics row for the same number shows up. */
+    /* ... then an older Dynamics row for the same number shows up: the
+     * local row adopts it (no second record is created in Dynamics) and
+     * its pending write-back now corrects row B. */
     assert_int_equal(mirror(f, &b), CONSENT_CORRECTED);
     assert_int_equal(state_of(f->c, CFG), CONSENT_OPTED_OUT);
     assert_int_equal(testutil_query_int(f->c,
                                         "SELECT count(*) FROM outbox WHERE "
                                         "state = 'pending'"),
-                     2); /* create the local row, correct row B */
+                     1);
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM numbers"),
+                     1);
+    assert_int_equal(testutil_query_int(f->c,
+                                        "SELECT count(*) FROM numbers WHERE "
+                                        "dv_id = '" ROW_B "' AND status = 3"),
+                     1);
 }
 
 static void test_consent__duplicates_strictest_and_inactive(void **state)
