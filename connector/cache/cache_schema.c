@@ -332,18 +332,19 @@ static const char *const migration_4[] = {
  *  - kind: which sender handles a row ('dataverse' now; WhatsApp consent
  *    messages later).  No CHECK, so a new kind needs no table rebuild;
  *    the worker ignores kinds it does not know.
- *  - claimed_at: when the row went inflight (status, diagnostics).
- *  - sent_status: the status a write carried whose outcome is unknown
- *    (inflight, or recovered after a crash): a Dataverse row showing it
- *    is our own write coming back, not an admin's expression (echo).
- *  - dv_id: the Dataverse row a write created or updated.
+ *  - claimed_at: when the row last went inflight (outbox list).
+ *  - sent_mask: bit s set when a write carrying status s went out and
+ *    its outcome is not known yet (in flight, or recovered after a
+ *    crash): a Dataverse row showing s is then our own write coming
+ *    back, not an admin's expression (echo suppression).
+ *  - dv_id: the Dataverse row the write created or updated.
  *  - At most one pending row per number row and kind (consent.h note 6),
  *    enforced; older duplicates, if any, are superseded first.
  */
 static const char *const migration_5[] = {
     "ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'dataverse';",
     "ALTER TABLE outbox ADD COLUMN claimed_at INTEGER;",
-    "ALTER TABLE outbox ADD COLUMN sent_status INTEGER;",
+    "ALTER TABLE outbox ADD COLUMN sent_mask INTEGER NOT NULL DEFAULT 0;",
     "ALTER TABLE outbox ADD COLUMN dv_id TEXT;",
     "UPDATE outbox SET state = 'superseded' WHERE state = 'pending' AND "
     "id NOT IN (SELECT max(id) FROM outbox WHERE state = 'pending' "

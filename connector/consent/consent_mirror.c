@@ -133,10 +133,10 @@ static int existing_local_only(struct existing *x, cache *c, const char *cfg,
 static int own_write(int *out, cache *c, int64_t local_id,
                      enum consent_status status)
 {
-    sqlite3_stmt *st = cache_stmt(
-        c, "SELECT 1 FROM outbox WHERE number_local_id = ?1 AND "
-           "kind = 'dataverse' AND sent_status = ?2 AND "
-           "state IN ('inflight', 'pending') LIMIT 1");
+    sqlite3_stmt *st =
+        cache_stmt(c, "SELECT 1 FROM outbox WHERE number_local_id = ?1 AND "
+                      "kind = 'dataverse' AND (sent_mask >> ?2) & 1 AND "
+                      "state IN ('inflight', 'pending') LIMIT 1");
     int rc;
 
     *out = 0;
@@ -406,8 +406,7 @@ static int find_existing(struct existing *x, struct row_plan *p, int *planned,
         if (p->e164[0])
             rc = existing_local_only(x, c, r->configuration_id, p->e164);
     }
-    if (rc == 0 && x->found &&
-        (!x->has_dv_status || x->dv_status != r->status))
+    if (rc == 0 && x->found && (!x->has_dv_status || x->dv_status != r->status))
         rc = own_write(&x->echo, c, x->local_id, r->status);
     return rc;
 }

@@ -23,6 +23,10 @@
 #define CAP_JSON_DEPTH 64
 /* One OData page: 5000 rows of a few hundred bytes, with headroom. */
 #define CAP_ODATA_PAGE_BYTES (64 * 1024 * 1024)
+/* $batch: parts in one response (Dataverse allows 1000 requests per
+ * batch), and the whole response body. */
+#define CAP_BATCH_PARTS 2000
+#define CAP_BATCH_RESPONSE_BYTES (64 * 1024 * 1024)
 /* Token endpoint response. */
 #define CAP_TOKEN_RESPONSE_BYTES (64 * 1024)
 /* Webhook bodies: Meta sends up to 3 MB; the configured max_body may not

@@ -88,6 +88,7 @@ void http_response_dispose(struct http_response *r)
     free(r->location);
     free(r->etag);
     free(r->preference_applied);
+    free(r->content_type);
     memset(r, 0, sizeof(*r));
 }
 
@@ -146,6 +147,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *user)
         keep_header(&r->location, data, len, "Location:");
     keep_header(&r->etag, data, len, "ETag:");
     keep_header(&r->preference_applied, data, len, "Preference-Applied:");
+    keep_header(&r->content_type, data, len, "Content-Type:");
     return len;
 }
 

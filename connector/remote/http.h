@@ -66,6 +66,7 @@ struct http_response {
     char *location;           /* owned: OData-EntityId or Location */
     char *etag;               /* owned: ETag */
     char *preference_applied; /* owned */
+    char *content_type;       /* owned: Content-Type */
     int attempts;             /* tries it took */
 };
 
