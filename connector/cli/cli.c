@@ -29,6 +29,7 @@ extern const struct cli_command cli_numbers_command;
 extern const struct cli_command cli_status_command;
 extern const struct cli_command cli_gate_command;
 extern const struct cli_command cli_listen_command;
+extern const struct cli_command cli_outbox_command;
 
 /* Every subcommand, in the order `optsync --help` lists them. */
 const struct cli_command *const cli_commands[] = {
@@ -43,6 +44,7 @@ const struct cli_command *const cli_commands[] = {
     &cli_history_command,
     &cli_review_command,
     &cli_ledger_command,
+    &cli_outbox_command, /* write-back (outbox.h) */
     &cli_check_config_command,
     NULL,
 };

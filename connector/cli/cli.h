@@ -118,6 +118,23 @@ int cli_usage_error(struct cli_ctx *ctx, const char *fmt, ...)
 
 void cli_ctx_dispose(struct cli_ctx *ctx);
 
+/* ---- write-back (cli_outbox.c), also run by `optsync sync` -------------- */
+
+struct auth;
+struct http_throttle;
+struct outbox_stats;
+
+/*
+ * Drains the outbox once (outbox_drain) with the config's [outbox]
+ * options, waiting up to `wait_s` for rows backing off.  Returns what
+ * outbox_drain returns (ERR_CONFLICT: another process writes back).
+ */
+int cli_writeback(struct cli_ctx *ctx, struct auth *a,
+                  struct http_throttle *throttle, int64_t wait_s,
+                  long stop_after, struct outbox_stats *out);
+/* The one-line summary of a drain. */
+void cli_writeback_summary(FILE *out, const struct outbox_stats *s);
+
 /* Common option ids (kept out of every command's range). */
 enum {
     CLI_OPT_CONFIG = 1000,

@@ -8,16 +8,20 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "log.h"
+#include "outbox.h"
 #include "sync.h"
 #include "units.h"
 
-enum { OPT_FULL = 1, OPT_QUIET, OPT_TEST_STOP_AFTER };
+enum { OPT_FULL = 1, OPT_QUIET, OPT_TEST_STOP_AFTER, OPT_NO_WRITEBACK };
 
 static const struct cli_option options[] = {
     { "full", 0, NULL, OPT_FULL,
       "read everything again (and sweep rows "
       "deleted in Dataverse)" },
     { "quiet", 'q', NULL, OPT_QUIET, "no progress bar, no summary line" },
+    { "no-writeback", 0, NULL, OPT_NO_WRITEBACK,
+      "do not write pending local changes back afterwards" },
     { "test-stop-after", 0, "PAGES", OPT_TEST_STOP_AFTER, NULL },
     { NULL, 0, NULL, 0, NULL },
 };
@@ -62,7 +66,7 @@ static void summary(FILE *out, const struct sync_result *r)
 }
 
 static int parse(struct cli_ctx *ctx, int argc, char **argv,
-                 struct sync_options *o, int *quiet)
+                 struct sync_options *o, int *quiet, int *no_writeback)
 {
     const char *arg;
     int64_t n;
@@ -77,6 +81,8 @@ static int parse(struct cli_ctx *ctx, int argc, char **argv,
             o->force_full = 1;
         if (c == OPT_QUIET)
             *quiet = 1;
+        if (c == OPT_NO_WRITEBACK)
+            *no_writeback = 1;
         if (c == OPT_TEST_STOP_AFTER) {
             if (units_int_parse(&n, arg) != 0 || n < 1)
                 return cli_usage_error(ctx, "--test-stop-after needs N > 0");
@@ -89,8 +95,22 @@ static int parse(struct cli_ctx *ctx, int argc, char **argv,
     return -1;
 }
 
+/* After a successful sync: the outbox, once (no daemon needed).  Skipped
+ * when another process (serve) is the writer. */
+static int writeback(struct cli_ctx *ctx, auth *a,
+                     struct http_throttle *throttle, struct outbox_stats *s)
+{
+    int rc = cli_writeback(ctx, a, throttle, 0, 0, s);
+
+    if (rc == ERR_CONFLICT) {
+        log_notice("writeback_skipped reason=%s", log_q(err_message()));
+        return 0;
+    }
+    return rc;
+}
+
 static int run_sync(struct cli_ctx *ctx, const struct sync_options *o,
-                    struct sync_result *r)
+                    struct sync_result *r, struct outbox_stats *wb)
 {
     struct http_throttle *throttle = http_throttle_new();
     struct http_options ho = HTTP_OPTIONS_INIT;
@@ -110,6 +130,8 @@ static int run_sync(struct cli_ctx *ctx, const struct sync_options *o,
         rc = syncer_new(&s, ctx->cfg, ctx->mapping, ctx->cache, a, throttle);
     if (rc == 0)
         rc = sync_run(r, s, o);
+    if (rc == 0 && wb)
+        rc = writeback(ctx, a, throttle, wb);
     syncer_free(s);
     auth_free(a);
     http_free(token_http);
@@ -121,11 +143,13 @@ static int run(struct cli_ctx *ctx, int argc, char **argv)
 {
     struct sync_options o;
     struct sync_result r;
+    struct outbox_stats wb;
     struct bar bar = { 0, 0 };
-    int quiet = 0, rc;
+    int quiet = 0, no_writeback = 0, rc;
 
     memset(&o, 0, sizeof(o));
-    rc = parse(ctx, argc, argv, &o, &quiet);
+    memset(&wb, 0, sizeof(wb));
+    rc = parse(ctx, argc, argv, &o, &quiet, &no_writeback);
     if (rc >= 0)
         return rc;
     rc = cli_mapping(ctx);
@@ -136,7 +160,7 @@ static int run(struct cli_ctx *ctx, int argc, char **argv)
     bar.tty = !quiet && isatty(STDERR_FILENO);
     o.progress = on_progress;
     o.progress_payload = &bar;
-    rc = run_sync(ctx, &o, &r);
+    rc = run_sync(ctx, &o, &r, no_writeback ? NULL : &wb);
     if (bar.drawn)
         fputs("\r\033[K", stderr);
     if (rc == ERR_CONFLICT) {
@@ -147,6 +171,9 @@ static int run(struct cli_ctx *ctx, int argc, char **argv)
         return cli_fail(ctx);
     if (!quiet)
         summary(ctx->out, &r);
+    if (!quiet &&
+        (wb.written || wb.conflicts || wb.retried || wb.dead || wb.waiting))
+        cli_writeback_summary(ctx->out, &wb);
     return EXIT_OK;
 }
 
@@ -160,10 +187,14 @@ const struct cli_command cli_sync_command = {
         "--full, or when Dataverse refuses the stored delta token), change\n"
         "tracking afterwards.  A page per transaction: an interrupted full\n"
         "read resumes from its last committed page.  Quarantined events are\n"
-        "replayed afterwards.  Only one sync runs per cache at a time.",
+        "replayed afterwards.  Only one sync runs per cache at a time.\n"
+        "Then local changes waiting in the outbox are written back to\n"
+        "Dataverse (as `optsync outbox flush` does; skipped while another\n"
+        "process such as `serve` is the writer, or with --no-writeback).",
     .exit_codes = "  0  synced\n"
                   "  2  usage or config error\n"
-                  "  3  Entra ID or Dataverse failed (after retries)\n"
+                  "  3  Entra ID or Dataverse failed (after retries), also "
+                  "in the write-back\n"
                   "  4  cache error, or another sync holds the lock\n",
     .options = options,
     .secrets = CONFIG_FOR_DATAVERSE,
