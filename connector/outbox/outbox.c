@@ -418,17 +418,20 @@ static int claim_batch(struct outbox__item **out, size_t *n, outbox *ob,
 /* ---- answers ---------------------------------------------------------------
  */
 
-static int64_t jitter(int64_t ms)
+/* A random fraction in [0.5, 1] of a wait: drawn once per batch, so the
+ * rows of a failed batch retry together (still one batch), while
+ * clients that failed together spread out. */
+static double jitter_draw(void)
 {
     unsigned int r = 0;
 
-    /* Half to all of the wait, so rows that failed together spread. */
     RAND_bytes((unsigned char *)&r, sizeof(r));
-    return ms / 2 + (int64_t)(r % (unsigned int)(ms / 2 + 1));
+    return 0.5 + 0.5 * ((double)r / (double)0xffffffffu);
 }
 
 /* The wait before attempt `attempts` + 1 (note 6). */
-static int64_t backoff(const outbox *ob, int64_t attempts, int64_t retry_after)
+static int64_t backoff(const outbox *ob, int64_t attempts, int64_t retry_after,
+                       double jitter)
 {
     int64_t ms = ob->o.base_backoff_ms > 0 ? ob->o.base_backoff_ms : 1;
     int64_t i;
@@ -437,7 +440,7 @@ static int64_t backoff(const outbox *ob, int64_t attempts, int64_t retry_after)
         ms *= 2;
     if (ms > ob->o.max_backoff_ms)
         ms = ob->o.max_backoff_ms;
-    ms = jitter(ms);
+    ms = (int64_t)((double)ms * jitter);
     return retry_after > ms ? retry_after : ms;
 }
 
@@ -452,14 +455,14 @@ static int bury(outbox *ob, const struct outbox__item *it, int64_t attempts,
 }
 
 /* A failed send: back off, or dead when the attempts are used up. */
-static int retry_later(outbox *ob, const struct outbox__item *it,
+static int retry_later(outbox *ob, const struct outbox__item *it, double jitter,
                        struct outbox_stats *st)
 {
     int throttled = it->outcome == OUTBOX__THROTTLE;
     int64_t attempts = it->attempts + (throttled ? 0 : 1);
     int64_t wait = throttled
                        ? (it->retry_after_ms > 0 ? it->retry_after_ms : 1000)
-                       : backoff(ob, attempts, it->retry_after_ms);
+                       : backoff(ob, attempts, it->retry_after_ms, jitter);
 
     if (!throttled && attempts >= ob->o.max_attempts)
         return bury(ob, it, attempts, st);
@@ -486,7 +489,8 @@ static int refresh(outbox *ob, const struct outbox__kind *k,
 }
 
 static int commit_one(outbox *ob, const struct outbox__kind *k,
-                      struct outbox__item *it, struct outbox_stats *st)
+                      struct outbox__item *it, double jitter,
+                      struct outbox_stats *st)
 {
     int rc;
 
@@ -499,7 +503,7 @@ static int commit_one(outbox *ob, const struct outbox__kind *k,
     case OUTBOX__REFRESH: return refresh(ob, k, it, st);
     case OUTBOX__DEAD: return bury(ob, it, it->attempts + 1, st);
     case OUTBOX__SKIP: return 0; /* settled when claimed */
-    default: return retry_later(ob, it, st);
+    default: return retry_later(ob, it, jitter, st);
     }
 }
 
@@ -508,12 +512,13 @@ static int commit_batch(outbox *ob, const struct outbox__kind *k,
                         struct outbox__item *items, size_t n)
 {
     struct outbox_stats st;
+    double jitter = jitter_draw();
     size_t i;
     int rc = cache_begin(ob->c);
 
     memset(&st, 0, sizeof(st));
     for (i = 0; rc == 0 && i < n; i++)
-        rc = commit_one(ob, k, &items[i], &st);
+        rc = commit_one(ob, k, &items[i], jitter, &st);
     if (rc == 0)
         rc = cache_commit(ob->c);
     else if (rc != ERR_CONFLICT)

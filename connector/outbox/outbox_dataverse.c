@@ -326,13 +326,13 @@ static int mirror_fresh(outbox *ob, const struct outbox__item *it,
     return rc;
 }
 
-static const char *outcome_name(enum consent_outcome o)
+static const char *outcome_name(const struct consent_result *r)
 {
-    switch (o) {
-    case CONSENT_CHANGED: return "dataverse_won";
-    case CONSENT_CORRECTED: return "corrective";
-    default: return "retry";
-    }
+    if (r->outcome == CONSENT_CORRECTED)
+        return "corrective"; /* Dataverse lost: written again */
+    if (r->from != r->to)
+        return "dataverse_won";
+    return "retry"; /* same consent: written again with the new version */
 }
 
 /* Note 3: the outbox row is pending again; the rule decides the rest. */
@@ -360,7 +360,7 @@ static int commit_refresh(outbox *ob, const struct outbox__item *it)
     }
     log_info("outbox_conflict id=%lld phone=%s answer=%s outcome=%s",
              (long long)it->id, log_phone(it->e164), log_q(it->error),
-             it->gone ? "deleted" : outcome_name(res.outcome));
+             it->gone ? "deleted" : outcome_name(&res));
     return rc;
 }
 
