@@ -208,6 +208,9 @@ static void print_text(FILE *out, const cJSON *o)
         cJSON_GetObjectItem(cJSON_GetObjectItem(o, "outbox"), "dead")->valueint,
         cJSON_GetObjectItem(o, "near_misses")->valueint,
         cJSON_GetObjectItem(o, "ledger_entries")->valueint);
+    if (cJSON_GetObjectItem(cJSON_GetObjectItem(o, "outbox"), "dead")->valueint)
+        fprintf(out, "dead write-backs: 'optsync outbox list --state dead' "
+                     "shows why, 'optsync outbox retry' sends them again\n");
 }
 
 static int run(struct cli_ctx *ctx, int argc, char **argv)

@@ -187,7 +187,8 @@ static void express(struct bench *b, int64_t i, enum consent_action action)
 /* ---- throughput ------------------------------------------------------------
  */
 
-static outbox *worker(struct bench *b, int single, outbox_written_fn fn)
+static outbox *worker(struct bench *b, cache *c, int single,
+                      outbox_written_fn fn)
 {
     struct outbox_options o;
     outbox *ob = NULL;
@@ -196,7 +197,7 @@ static outbox *worker(struct bench *b, int single, outbox_written_fn fn)
     o.single_requests = single;
     o.on_written = fn;
     o.payload = b;
-    if (outbox_new(&ob, b->cfg, b->m, b->c, b->a, b->throttle, &o) != 0)
+    if (outbox_new(&ob, b->cfg, b->m, c, b->a, b->throttle, &o) != 0)
         die("outbox_new");
     return ob;
 }
@@ -211,7 +212,7 @@ static double throughput(struct bench *b, int64_t first, int64_t m, int single,
 
     for (i = 0; i < m; i++)
         express(b, first + i, action);
-    ob = worker(b, single, NULL);
+    ob = worker(b, b->c, single, NULL);
     t0 = clock_mono_ms();
     if (outbox_drain(&st, ob) != 0 || st.written != m)
         die("drain");
@@ -280,8 +281,13 @@ static void latency(struct bench *b, int64_t first, int64_t e, double rate)
     pthread_t th;
     int64_t i, start, *lat = xcalloc((size_t)e, sizeof(*lat)), done;
     double sum = 0;
+    cache *wc = NULL;
 
-    r.ob = worker(b, 0, on_written);
+    /* The worker's own connection, as serve gives it one: a cache handle
+     * is used by one thread at a time. */
+    if (cache_open(&wc, cache_path(b->c), 0) != 0)
+        die("cache for the worker");
+    r.ob = worker(b, wc, 0, on_written);
     pthread_create(&th, NULL, run_worker, &r);
     start = clock_mono_ms();
     for (i = 0; i < e; i++) {
@@ -304,6 +310,7 @@ static void latency(struct bench *b, int64_t first, int64_t e, double rate)
     outbox_stop(r.ob);
     pthread_join(th, NULL);
     outbox_free(r.ob);
+    cache_close(wc);
     for (i = 0; i < e; i++) {
         lat[i] = b->written_ms[first + i] - b->committed_ms[first + i];
         sum += (double)lat[i];

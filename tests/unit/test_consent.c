@@ -645,6 +645,49 @@ static void test_consent__new_dv_row_meets_local_opt_out(void **state)
                      1);
 }
 
+/*
+ * Echo suppression (outbox.h note 5): a write of ours whose outcome is not
+ * known (in flight, or its answer lost) shows up in a delta with a newer
+ * modifiedon than a local change made meanwhile; it is our write, not an
+ * admin's newer expression, so the local change stands, unledgered.
+ */
+static void test_consent__own_unconfirmed_write_is_no_expression(void **state)
+{
+    struct fixture *f = *state;
+    struct number_record a = dv_row(ROW_A, CONSENT_SINGLE_OPT_IN, T0, 10);
+    long long ledger;
+
+    mirror(f, &a);
+    express(f, CFG, CONSENT_ACT_OPT_OUT, T0 + 10 * MIN, NULL);
+    /* The outbox sent the opt-out and a double opt-in was expressed
+     * before the opt-out's answer came back: the pending row carries the
+     * double opt-in, the sent mask the unconfirmed opt-out. */
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM outbox"),
+                     1);
+    cache_exec(f->c, "UPDATE outbox SET sent_mask = 8, status = 1");
+    cache_exec(f->c, "UPDATE numbers SET status = 1, status_at = "
+                     "1738001200000, source = 'whatsapp'");
+    ledger = testutil_query_int(f->c, "SELECT count FROM ledger_head");
+    /* The opt-out lands in Dynamics later than the opt-in was expressed. */
+    a = dv_row(ROW_A, CONSENT_OPTED_OUT, T0 + 30 * MIN, 11);
+    assert_int_equal(mirror(f, &a), CONSENT_CHANGED);
+    assert_int_equal(state_of(f->c, CFG), CONSENT_SINGLE_OPT_IN);
+    assert_int_equal(testutil_query_int(f->c, "SELECT count FROM ledger_head"),
+                     ledger);
+    assert_int_equal(testutil_query_int(f->c, "SELECT dv_status FROM numbers"),
+                     CONSENT_OPTED_OUT);
+    assert_int_equal(
+        testutil_query_int(f->c, "SELECT count(*) FROM outbox WHERE state = "
+                                 "'pending'"),
+        1); /* the opt-in still goes out */
+    /* Without the sent mask the same row is an admin's newer opt-out. */
+    cache_exec(f->c, "UPDATE outbox SET sent_mask = 0");
+    a = dv_row(ROW_A, CONSENT_OPTED_OUT, T0 + 40 * MIN, 12);
+    cache_exec(f->c, "UPDATE numbers SET dv_status = 1");
+    assert_int_equal(mirror(f, &a), CONSENT_CHANGED);
+    assert_int_equal(state_of(f->c, CFG), CONSENT_OPTED_OUT);
+}
+
 static void test_consent__duplicates_strictest_and_inactive(void **state)
 {
     struct fixture *f = *state;
@@ -831,6 +874,7 @@ int main(void)
         T(test_consent__dataverse_newer_wins),
         T(test_consent__edit_of_another_column_is_no_consent),
         T(test_consent__new_dv_row_meets_local_opt_out),
+        T(test_consent__own_unconfirmed_write_is_no_expression),
         T(test_consent__duplicates_strictest_and_inactive),
         T(test_consent__phone_change_moves_state),
         T(test_consent__deleted_row),
