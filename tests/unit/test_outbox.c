@@ -296,6 +296,17 @@ static long long counter(struct fixture *f, const char *name)
     return n;
 }
 
+/* Answers with HTTP `status` so far. */
+static long long responses(struct fixture *f, const char *status)
+{
+    cJSON *doc = control_json(f, "GET", "counters", NULL, 200);
+    long long n =
+        jsonutil_int(cJSON_GetObjectItem(doc, "responses"), status, 0);
+
+    cJSON_Delete(doc);
+    return n;
+}
+
 /* How often the injected faults fired, in all. */
 static long long faults_fired(struct fixture *f)
 {
@@ -710,6 +721,41 @@ static void test_outbox__429_storm_no_violations(void **state)
     assert_emu_status(f, N4, "opted_out");
 }
 
+/* A storm from the service protection limits themselves: each part of a
+ * batch counts as a request, so every batch overshoots a small window
+ * and the next request is told to wait (Retry-After computed by the
+ * window).  Every wait is honoured: no violation. */
+static void test_outbox__request_limit_storm(void **state)
+{
+    struct fixture *f = *state;
+    struct outbox_options o;
+    struct outbox_stats st;
+    outbox *ob = NULL;
+    char phone[32];
+    int i;
+
+    sync_once(f);
+    for (i = 0; i < 30; i++) {
+        snprintf(phone, sizeof(phone), "+49151234566%02d", i);
+        express(f, CFG1, phone, CONSENT_ACT_OPT_OUT, clock_now_ms());
+    }
+    cJSON_Delete(control_json(f, "POST", "limits",
+                              "{\"requests\":8,\"window\":2}", 200));
+    outbox_options_from_config(&o, f->cfg);
+    o.batch_size = 10;
+    o.drain_wait_ms = 120000;
+    assert_int_equal(outbox_new(&ob, f->cfg, f->m, f->c, f->a, f->throttle, &o),
+                     0);
+    assert_int_equal(outbox_drain(&st, ob), 0);
+    outbox_free(ob);
+    assert_int_equal(st.written, 30);
+    assert_true(responses(f, "429") > 0); /* there was a storm */
+    assert_int_equal(counter(f, "violations"), 0);
+    assert_int_equal(q(f, "SELECT count(*) FROM outbox WHERE state = 'done' "
+                          "AND attempts = 1"),
+                     30); /* 429s cost no attempt */
+}
+
 static void test_outbox__batch_with_mixed_results(void **state)
 {
     struct fixture *f = *state;
@@ -812,6 +858,8 @@ int main(void)
             test_outbox__dead_letter_listed_and_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox__429_storm_no_violations,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox__request_limit_storm, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_outbox__batch_with_mixed_results,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox__every_row_of_the_number,
