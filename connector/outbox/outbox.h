@@ -55,22 +55,28 @@
  *      batch.  No transaction is open while a request is on the wire, so
  *      consent_apply() never waits for Dataverse.
  *
- * States of an outbox row (function that makes each transition):
+ * States of an outbox row and the function that makes each transition
+ * (outbox.c unless named otherwise):
  *
- *   consent__queue_writeback()
- *        |
- *        v        outbox claim (claim_batch)       2xx: commit_done()
- *    pending ------------------------------> inflight --------------> done
- *     ^ ^ ^  \                                  |  |  \
- *     | | |   \ consent__cancel_writeback()      |  |   \ 4xx, or attempts
- *     | | |    \ (Dataverse overtook it),       |  |    \ used up: bury()
- *     | | |     merge_into_pending()            |  |     v
- *     | | |      v                              |  |    dead
- *     | | |   superseded                        |  |     |
- *     | | +-- requeue(): 5xx, network, 429 -----+  |     |
- *     | +---- refresh(): 412/404 + MIRROR ---------+     |
- *     +------ outbox_recover(): lock taken after a crash  |
- *     +------ outbox_retry_dead(): optsync outbox retry --+
+ *               consent__queue_writeback() (consent_store.c)
+ *                                |
+ *                                v
+ *     +--------------------> pending ----------------------> superseded
+ *     | outbox_recover()      |    ^   consent__cancel_writeback()
+ *     | (lock taken after     |    |   (Dataverse overtook it);
+ *     |  a crash: inflight)   |    |   claim_batch() (number row gone);
+ *     | outbox_retry_dead()   |    |   requeue() (merged into a newer
+ *     | (from dead)           |    |   pending row of the same number)
+ *     |         claim_batch() |    | retry_later(): 5xx, network, 429
+ *     |                       v    | refresh(): 412/404, row read back
+ *     |                   inflight |   and mirrored (MIRROR)
+ *     |                    |  |  | |
+ *     |                    |  |  +-+
+ *     |  commit_one(): 2xx |  | bury(): refused (4xx), or
+ *     |                    v  v max_attempts used up
+ *     |                  done dead
+ *     |                        |
+ *     +------------------------+
  */
 #ifndef OPTSYNC_OUTBOX_H
 #define OPTSYNC_OUTBOX_H
