@@ -267,8 +267,12 @@ static int parse_http(struct parser *ps, long content_id, const char *pos,
     p->status = status;
     while (next_line(&line, &pos, end) && line.n > 0)
         inner_header(p, line);
+    /* Binary-safe: a NUL inside the body must not shorten the copy
+     * behind body_len's back (found by fuzz_batch_response). */
     p->body_len = (size_t)(end - pos);
-    p->body = xstrndup(pos, p->body_len);
+    p->body = xmalloc(p->body_len + 1);
+    memcpy(p->body, pos, p->body_len);
+    p->body[p->body_len] = '\0';
     return 0;
 }
 
