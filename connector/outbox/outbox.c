@@ -704,15 +704,20 @@ int outbox_run(outbox *ob)
         if (rc == ERR_AUTH) {
             /* The rows wait (note 6); the operator fixes the secret. */
             log_error("outbox_auth_failed msg=%s", log_q(err_message()));
-            rc = 0;
+        } else if (rc) {
+            /* A cache error (busy past the timeout, disk): fail closed.
+             * Send nothing until the state is reloaded from the cache:
+             * rows this worker claimed go back to pending (note 2). */
+            log_error("outbox_cache_error msg=%s", log_q(err_message()));
+            sleep_until(ob, clock_now_ms() + 5000);
+            if (!ob->stopping && outbox_recover(ob) != 0)
+                continue;
         }
-        if (rc)
-            break;
         if (!ob->stopping)
             sleep_until(ob, next_wake(ob));
     }
     log_info("outbox_stopped");
-    return rc;
+    return 0;
 }
 
 /* ---- dead letters ---------------------------------------------------------

@@ -160,8 +160,10 @@ int outbox_drain(struct outbox_stats *out, outbox *ob);
  * outbox_wake(), the next row's next_attempt_at, or a commit by another
  * process (PRAGMA data_version, checked every second), and again, until
  * outbox_stop().  Holds the lock throughout.  ERR_AUTH backs off and
- * goes on (logged).  Returns 0 after a stop; ERR_CONFLICT when another
- * worker holds the lock; ERR_FAIL on a cache error.
+ * goes on (logged); a cache error holds every row, waits, reloads the
+ * queue from the cache (inflight rows back to pending) and goes on.
+ * Returns 0 after a stop; ERR_CONFLICT when another worker holds the
+ * lock; ERR_FAIL when the cache fails at start.
  */
 int outbox_run(outbox *ob);
 

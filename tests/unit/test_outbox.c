@@ -28,6 +28,7 @@
 #include "consent.h"
 #include "dataverse.h"
 #include "emulator_control.h"
+#include "fault.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "outbox.h"
@@ -670,6 +671,42 @@ static void test_outbox__outage_longer_than_max_backoff(void **state)
     assert_int_equal(counter(f, "violations"), 0);
 }
 
+/*
+ * Fail closed on a cache error (STYLE 4): the commit of a batch's answers
+ * fails (disk full) after Dataverse applied the writes.  The worker holds
+ * every row, reloads the queue (its inflight rows back to pending) and
+ * goes on: the writes are sent again, meet their own echo (412, read
+ * back, sent_mask) and are settled; nothing is lost, nothing duplicated.
+ */
+static void test_outbox__cache_error_fails_closed_and_recovers(void **state)
+{
+    struct fixture *f = *state;
+    struct runner r;
+    pthread_t th;
+
+    sync_once(f);
+    express(f, CFG1, P1, CONSENT_ACT_OPT_OUT, clock_now_ms());
+    express(f, CFG2, P4, CONSENT_ACT_OPT_OUT, clock_now_ms());
+    /* Steps from here, all on the worker's thread: recovery, the due
+     * check, the claim (BEGIN, select, two updates, COMMIT, ...); the
+     * 12th is the BEGIN of the answers' transaction.  If the count
+     * shifts, the attempts check below says so. */
+    fault_arm(FAULT_SQLITE_STEP, 12, 13 /* SQLITE_FULL */, 0);
+    runner_start(&r, &th, f);
+    runner_wait(&r, 2);
+    runner_stop(&r, th);
+    fault_disarm_all();
+    assert_emu_status(f, N1, "opted_out");
+    assert_emu_status(f, N4, "opted_out");
+    assert_int_equal(q(f, "SELECT count(*) FROM outbox WHERE state = 'done'"),
+                     2);
+    /* The lost commit was recovered, not skipped: a second round went out
+     * and met the rows as the first round had left them. */
+    assert_true(q(f, "SELECT min(attempts) FROM outbox") >= 2);
+    assert_int_equal(q(f, "SELECT count FROM ledger_head"),
+                     q(f, "SELECT count(*) FROM ledger"));
+}
+
 static void test_outbox__dead_letter_listed_and_retried(void **state)
 {
     struct fixture *f = *state;
@@ -854,6 +891,9 @@ int main(void)
             test_outbox__lost_create_answer_makes_one_row, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_outbox__outage_longer_than_max_backoff, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_outbox__cache_error_fails_closed_and_recovers, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             test_outbox__dead_letter_listed_and_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox__429_storm_no_violations,
