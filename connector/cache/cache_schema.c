@@ -357,11 +357,7 @@ static const char *const migration_5[] = {
 };
 
 const char *const *const cache__migrations[] = {
-    migration_1,
-    migration_2,
-    migration_3,
-    migration_4,
-    migration_5,
+    migration_1, migration_2, migration_3, migration_4, migration_5,
 };
 
 const int cache__migration_count =

@@ -92,5 +92,6 @@ const struct cli_command cli_listen_command = {
                   "  2  usage or config error (bad TLS files, bad address)\n"
                   "  4  cannot listen, or the cache cannot be opened\n",
     .options = options,
+    .secrets = CONFIG_FOR_LISTENER,
     .run = run,
 };

@@ -330,5 +330,6 @@ const struct cli_command cli_outbox_command = {
                   "  3  flush: Entra ID or Dataverse refused the credentials\n"
                   "  4  cache error, or another process is writing back\n",
     .options = options,
+    .secrets = CONFIG_FOR_DATAVERSE,
     .run = run,
 };

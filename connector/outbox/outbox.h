@@ -28,7 +28,7 @@
  *      carry If-Match.  A 412 or 404 means "look again": the row is read
  *      back and mirrored through consent_apply_locked (MIRROR) in the
  *      same transaction that puts the outbox row back to pending.  The
- *      consent engine then applies the rule (DESIGN.md: newest wins, an
+ *      consent engine then applies the rule (docs/design.md: newest wins, an
  *      opt-out wins a tie, an older opt-in never beats an opt-out): when
  *      Dataverse wins, the pending write is superseded and the ledger
  *      records the transition; when it loses, the write goes out again
