@@ -192,11 +192,12 @@ static int row_by_dv_id(int64_t *out, cache *c, const char *dv_id)
 static int merge_duplicate(cache *c, int64_t keep, int64_t drop)
 {
     static const char *const sql[] = {
-        "UPDATE numbers SET (status, status_at, source) = (SELECT status, "
-        "status_at, source FROM numbers WHERE local_id = ?2) "
-        "WHERE local_id = ?1",
-        "UPDATE outbox SET state = 'superseded' WHERE number_local_id = ?2 "
-        "AND state = 'pending'",
+        /* Parenthesised: one statement each, split over lines. */
+        ("UPDATE numbers SET (status, status_at, source) = (SELECT status, "
+         "status_at, source FROM numbers WHERE local_id = ?2) "
+         "WHERE local_id = ?1"),
+        ("UPDATE outbox SET state = 'superseded' WHERE number_local_id = ?2 "
+         "AND state = 'pending'"),
         "UPDATE outbox SET number_local_id = ?1 WHERE number_local_id = ?2",
         "DELETE FROM numbers WHERE local_id = ?2",
     };
