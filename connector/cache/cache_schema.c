@@ -356,8 +356,38 @@ static const char *const migration_5[] = {
     NULL,
 };
 
+/*
+ * Migration 6: phone keys under the possible-number rule (phone.h note 1).
+ *  - phone_warning: why libphonenumber's metadata calls the row's key no
+ *    valid number (a typo, or a range newer than the metadata); NULL when
+ *    it is valid or there is no key.  The gate ignores it.
+ *  - phone_checked: 1 once the row's phone was parsed under the current
+ *    rule.  Every row stored before reads 0 (the column default: no
+ *    table rewrite), so the next sync, delta or full, parses raw_phone
+ *    again (consent_phones_recheck): rows the old rule left unparseable
+ *    although they are possible numbers get their key, key-form rows it
+ *    trusted unchecked get their length check and their warning.  Rows
+ *    written by code that parses no phones keep 0 until the next sync.
+ *  - Partial indexes: the rows still to check, the unparseable rows and
+ *    the rows with a warning (status, the sync's count), so none of
+ *    these reads the whole table, and a first load pays nearly nothing.
+ */
+static const char *const migration_6[] = {
+    "ALTER TABLE numbers ADD COLUMN phone_warning TEXT;",
+    "ALTER TABLE numbers ADD COLUMN phone_checked INTEGER NOT NULL "
+    "DEFAULT 0;",
+    "CREATE INDEX numbers_phone_unchecked ON numbers(local_id) "
+    "WHERE phone_checked = 0;",
+    "CREATE INDEX numbers_unparseable ON numbers(configuration_id, dv_id) "
+    "WHERE e164 IS NULL;",
+    "CREATE INDEX numbers_phone_warning ON numbers(configuration_id, dv_id) "
+    "WHERE phone_warning IS NOT NULL;",
+    NULL,
+};
+
 const char *const *const cache__migrations[] = {
-    migration_1, migration_2, migration_3, migration_4, migration_5,
+    migration_1, migration_2, migration_3,
+    migration_4, migration_5, migration_6,
 };
 
 const int cache__migration_count =

@@ -37,6 +37,7 @@ cJSON *numbers_row_json(sqlite3_stmt *st)
 {
     cJSON *o = cJSON_CreateObject();
     const char *error = cache_col_text(st, 8);
+    const char *warning = cache_col_text(st, 9);
 
     numbers_json_col_text(o, "id", st, 0);
     numbers_json_col_text(o, "configuration_id", st, 1);
@@ -50,6 +51,8 @@ cJSON *numbers_row_json(sqlite3_stmt *st)
     cJSON_AddBoolToObject(o, "pending_writeback", sqlite3_column_int(st, 7));
     if (error)
         cJSON_AddStringToObject(o, "phone_error", error);
+    if (warning)
+        cJSON_AddStringToObject(o, "phone_warning", warning);
     return o;
 }
 

@@ -28,10 +28,10 @@
  * "SELECT " NUMBERS_JSON_COLUMNS " FROM numbers ..." stays one). */
 #define NUMBERS_JSON_COLUMNS                                                   \
     "dv_id, configuration_id, e164, raw_phone, status, active, "               \
-    "modified_on, pending_writeback, phone_error"
-#define NUMBERS_JSON_NCOLS 9
+    "modified_on, pending_writeback, phone_error, phone_warning"
+#define NUMBERS_JSON_NCOLS 10
 
-/* One row (columns 0..8 as above) as a JSON object (cJSON_Delete it). */
+/* One row (columns 0..9 as above) as a JSON object (cJSON_Delete it). */
 cJSON *numbers_row_json(sqlite3_stmt *st);
 
 /* Column `col` into `o` as `name`: text or null; an ISO 8601 time from

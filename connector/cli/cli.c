@@ -425,6 +425,11 @@ int cli_phone(struct cli_ctx *ctx, char *out_e164, const char *input,
         region = info.default_region;
     rc = phone_parse(out_e164, input, region, &why);
     configuration_info_dispose(&info);
+    if (rc == 0 && phone_warning(out_e164))
+        fprintf(stderr,
+                "optsync %s: warning: %s is %s (a typo, or a range newer "
+                "than the metadata); used as it is\n",
+                ctx->command->name, out_e164, phone_warning(out_e164));
     if (rc == 0)
         return 0;
     fprintf(stderr, "optsync %s: '%s' is not a usable phone number: %s\n",

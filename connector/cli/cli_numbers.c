@@ -152,7 +152,10 @@ const struct cli_command cli_numbers_command = {
         "The cache's copy of Configuration > Related > Opt-In / Opt-Out\n"
         "Numbers: Dataverse id (null until a local change is written back),\n"
         "E.164 phone (null when it could not be parsed), the phone as typed,\n"
-        "status, active, modified on, and whether a write-back is pending.",
+        "status, active, modified on, and whether a write-back is pending.\n"
+        "--json adds \"phone_error\" (why a phone did not parse) and\n"
+        "\"phone_warning\" (a key libphonenumber's metadata calls no valid\n"
+        "number: a typo, or a range newer than the metadata).",
     .exit_codes = "  0  listed\n"
                   "  2  usage error, unknown configuration\n"
                   "  4  database error\n",

@@ -110,6 +110,27 @@ static cJSON *unparseable(cache *c)
     return arr;
 }
 
+/* Rows whose key libphonenumber's metadata calls no valid number. */
+static cJSON *warnings(cache *c)
+{
+    sqlite3_stmt *st = cache_stmt(
+        c, "SELECT dv_id, configuration_id, raw_phone, e164, phone_warning "
+           "FROM numbers WHERE phone_warning IS NOT NULL "
+           "ORDER BY configuration_id, dv_id LIMIT 1000");
+    cJSON *arr = cJSON_CreateArray(), *o;
+
+    while (st && cache_step(st) == SQLITE_ROW) {
+        o = cJSON_CreateObject();
+        cli_json_text(o, "id", st, 0);
+        cli_json_text(o, "configuration_id", st, 1);
+        cli_json_text(o, "raw_phone", st, 2);
+        cli_json_text(o, "phone", st, 3);
+        cli_json_text(o, "warning", st, 4);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}
+
 static cJSON *collect(struct cli_ctx *ctx, int *stale)
 {
     cJSON *o = cJSON_CreateObject(), *sub;
@@ -132,6 +153,12 @@ static cJSON *collect(struct cli_ctx *ctx, int *stale)
                                                        "numbers WHERE e164 "
                                                        "IS NULL"));
     cJSON_AddItemToObject(o, "unparseable_rows", unparseable(ctx->cache));
+    cJSON_AddNumberToObject(o, "phone_warnings",
+                            (double)scalar(ctx->cache, "SELECT count(*) FROM "
+                                                       "numbers WHERE "
+                                                       "phone_warning IS "
+                                                       "NOT NULL"));
+    cJSON_AddItemToObject(o, "phone_warning_rows", warnings(ctx->cache));
     cJSON_AddNumberToObject(
         o, "quarantined",
         (double)scalar(ctx->cache, "SELECT count(*) FROM quarantine WHERE "
@@ -160,6 +187,25 @@ static const char *str_or(const cJSON *o, const char *name, const char *dflt)
     const cJSON *v = cJSON_GetObjectItem(o, name);
 
     return cJSON_IsString(v) ? v->valuestring : dflt;
+}
+
+/* Their own heading: they are keys (the gate decides them), unlike the
+ * unparseable rows above. */
+static void print_warnings(FILE *out, const cJSON *o)
+{
+    const cJSON *c, *n = cJSON_GetObjectItem(o, "phone_warnings");
+
+    if (!cJSON_IsNumber(n) || n->valuedouble <= 0)
+        return;
+    fprintf(out,
+            "not a valid number in libphonenumber's metadata \xe2\x80\x94 a "
+            "typo, or a range newer than the metadata (%.0f):\n",
+            n->valuedouble);
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(o, "phone_warning_rows"))
+    {
+        fprintf(out, "  %s \"%s\": %s\n", str_or(c, "id", "(local)"),
+                str_or(c, "raw_phone", ""), str_or(c, "phone", ""));
+    }
 }
 
 static void print_text(FILE *out, const cJSON *o)
@@ -198,6 +244,7 @@ static void print_text(FILE *out, const cJSON *o)
                 str_or(c, "id", "(local)"), str_or(c, "raw_phone", ""),
                 str_or(c, "reason", ""));
     }
+    print_warnings(out, o);
     fprintf(
         out,
         "quarantined events: %d; outbox: %d pending, %d dead; "
@@ -254,7 +301,9 @@ const struct cli_command cli_status_command = {
         "Shows the last full, delta and successful syncs, whether the gate\n"
         "is fresh or fails closed (stale), counts per configuration and\n"
         "status, phones that could not be parsed (kept out of the gate),\n"
-        "quarantined events, the outbox, and near-misses to review.",
+        "phones libphonenumber's metadata calls no valid number (a typo, or\n"
+        "a range newer than the metadata; the gate decides them like any\n"
+        "other), quarantined events, the outbox, and near-misses to review.",
     .exit_codes = "  0  fresh\n"
                   "  1  stale: no successful sync within max_staleness\n"
                   "  2  usage or config error\n"

@@ -59,6 +59,12 @@ static void summary(FILE *out, const struct sync_result *r)
             (long long)r->numbers, (long long)r->pages, (long long)r->deleted,
             (long long)r->unparseable, secs,
             secs > 0 ? (double)rows / secs : 0.0);
+    if (r->phone_warnings)
+        fprintf(out, ", %lld phones not valid in libphonenumber's metadata",
+                (long long)r->phone_warnings);
+    if (r->phones_rechecked)
+        fprintf(out, ", %lld phones parsed again",
+                (long long)r->phones_rechecked);
     if (r->quarantine_applied || r->quarantine_waiting)
         fprintf(out, ", quarantine: %d applied, %d waiting",
                 r->quarantine_applied, r->quarantine_waiting);

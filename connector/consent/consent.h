@@ -178,6 +178,21 @@ int consent_baseline_end(cache *c, struct consent_baseline *b,
 void consent_baseline_dispose(struct consent_baseline *b);
 
 /*
+ * Parses again the phones of rows not parsed under the current rule
+ * (migration 3: rows from before it, rows written by code that parses no
+ * phones), at most `max` rows in the caller's transaction, oldest first.
+ * A Dataverse row's raw_phone is parsed with its Configuration's region
+ * (else `default_region`, may be NULL); a local row (no Dataverse id)
+ * keeps its key and only gets its warning.  A row whose key changes moves
+ * to the new key like a mirrored row would: the states of the old and the
+ * new key are ledgered when they change (note 1), nothing is written back.
+ * Returns 0 with *done rows checked (fewer than `max`: none left) and
+ * *rekeyed of them under another key; ERR_FAIL.
+ */
+int consent_phones_recheck(cache *c, const char *default_region, int max,
+                           int *done, int *rekeyed);
+
+/*
  * Removes a number row deleted in Dataverse (caller's transaction).  The
  * ledger keeps everything; when the number's state changes (its last
  * active row went), that change is recorded.

@@ -24,9 +24,11 @@ struct existing {
     int found;
     int64_t local_id;
     char configuration_id[MAPPING_GUID_LEN + 1];
-    char *raw_phone; /* owned */
-    char *e164;      /* owned; NULL when unparseable */
-    char *phone_error;
+    char *raw_phone;     /* owned */
+    char *e164;          /* owned; NULL when unparseable */
+    char *phone_error;   /* owned */
+    char *phone_warning; /* owned */
+    int phone_checked;   /* parsed under the current rule (migration 3) */
     enum consent_status status;
     int has_dv_status;
     enum consent_status dv_status;
@@ -50,6 +52,7 @@ static void existing_dispose(struct existing *x)
     free(x->raw_phone);
     free(x->e164);
     free(x->phone_error);
+    free(x->phone_warning);
     free(x->source);
 }
 
@@ -82,6 +85,8 @@ static int existing_load(struct existing *x, sqlite3_stmt *st)
     x->version = sqlite3_column_int64(st, 9);
     x->active = sqlite3_column_int(st, 10);
     x->pending = sqlite3_column_int(st, 11);
+    x->phone_warning = dup_text(st, 12);
+    x->phone_checked = sqlite3_column_int(st, 13);
     sqlite3_reset(st);
     return 0;
 }
@@ -89,7 +94,7 @@ static int existing_load(struct existing *x, sqlite3_stmt *st)
 #define EXISTING_COLUMNS                                                       \
     "SELECT local_id, configuration_id, raw_phone, e164, phone_error, "        \
     "status, dv_status, status_at, source, version, active, "                  \
-    "pending_writeback FROM numbers "
+    "pending_writeback, phone_warning, phone_checked FROM numbers "
 
 static int existing_by_dv_id(struct existing *x, cache *c, const char *dv_id)
 {
@@ -154,6 +159,7 @@ static int own_write(int *out, cache *c, int64_t local_id,
 struct row_plan {
     char e164[PHONE_E164_MAX]; /* "" when unparseable */
     const char *phone_error;   /* static phrase or borrowed */
+    const char *phone_warning; /* static phrase or borrowed; NULL none */
     enum consent_status status;
     int64_t status_at;
     const char *source;
@@ -167,7 +173,8 @@ static int is_local_source(const char *source)
            strcmp(source, CONSENT_SOURCE_DATAVERSE_WEBHOOK) != 0;
 }
 
-/* Phone text → key, reusing the cached parse when the text is the same. */
+/* Phone text → key and warning, reusing the cached parse when the text
+ * is the same and was parsed under the current rule. */
 static void plan_phone(struct row_plan *p, const struct existing *x,
                        const struct consent_row *row)
 {
@@ -176,10 +183,13 @@ static void plan_phone(struct row_plan *p, const struct existing *x,
 
     p->e164[0] = '\0';
     p->phone_error = NULL;
-    if (x->found && raw && x->raw_phone && strcmp(raw, x->raw_phone) == 0) {
+    p->phone_warning = NULL;
+    if (x->found && x->phone_checked && raw && x->raw_phone &&
+        strcmp(raw, x->raw_phone) == 0) {
         if (x->e164)
             snprintf(p->e164, sizeof(p->e164), "%s", x->e164);
         p->phone_error = x->phone_error;
+        p->phone_warning = x->phone_warning;
         return;
     }
     if (!raw) {
@@ -189,12 +199,12 @@ static void plan_phone(struct row_plan *p, const struct existing *x,
     if (row->parsed) {
         snprintf(p->e164, sizeof(p->e164), "%s", row->parsed_e164);
         p->phone_error = row->parsed_error;
-        return;
-    }
-    if (phone_parse(p->e164, raw, row->region, &why) != 0) {
+    } else if (phone_parse(p->e164, raw, row->region, &why) != 0) {
         p->e164[0] = '\0';
         p->phone_error = why ? why : "cannot be parsed";
     }
+    if (p->e164[0])
+        p->phone_warning = phone_warning(p->e164);
 }
 
 /*
@@ -242,13 +252,15 @@ static int write_row(int64_t *local_id, cache *c, const struct existing *x,
         c, "INSERT INTO numbers(local_id, dv_id, configuration_id, "
            "raw_phone, e164, phone_error, status, dv_status, active, "
            "status_at, source, topics, paused_until, modified_on, version, "
-           "sweep_mark) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
-           "?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT(local_id) DO UPDATE "
+           "sweep_mark, phone_warning, phone_checked) VALUES (?1, ?2, ?3, "
+           "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
+           "1) ON CONFLICT(local_id) DO UPDATE "
            "SET dv_id = ?2, configuration_id = ?3, raw_phone = ?4, e164 = ?5, "
            "phone_error = ?6, status = ?7, dv_status = ?8, active = ?9, "
            "status_at = ?10, source = ?11, topics = coalesce(?12, topics), "
            "paused_until = coalesce(?13, paused_until), modified_on = ?14, "
-           "version = ?15, sweep_mark = max(sweep_mark, ?16)");
+           "version = ?15, sweep_mark = max(sweep_mark, ?16), "
+           "phone_warning = ?17, phone_checked = 1");
 
     if (!st)
         return ERR_FAIL;
@@ -269,6 +281,7 @@ static int write_row(int64_t *local_id, cache *c, const struct existing *x,
     cache_bind_opt_int(st, 14, r->modified_on);
     cache_bind_opt_int(st, 15, r->version);
     cache_bind_int(st, 16, ev->row->sweep_mark);
+    cache_bind_text(st, 17, p->e164[0] ? p->phone_warning : NULL);
     if (cache_step(st) != SQLITE_DONE)
         return ERR_FAIL;
     *local_id = x->found ? x->local_id : cache_last_rowid(c);
@@ -433,7 +446,10 @@ int consent__mirror(struct consent_result *out, cache *c,
         return consent_row_deleted(c, r->id, t, ev->source);
     }
     rc = find_existing(&x, &p, &planned, c, ev->row);
+    /* A row not parsed under the current rule goes the long way even when
+     * unchanged (migration 3). */
     if (rc == 0 && x.found && r->version && x.version == r->version &&
+        x.phone_checked &&
         strcmp(x.configuration_id, r->configuration_id) == 0) {
         out->outcome = CONSENT_UNCHANGED; /* the hot path of a re-sync */
         rc = touch(c, &x, ev->row->sweep_mark);
@@ -503,6 +519,150 @@ out:
     return rc;
 }
 
+/* ---- phones parsed again (migration 3) ---------------------------------- */
+
+struct recheck_row {
+    int64_t local_id;
+    char configuration_id[MAPPING_GUID_LEN + 1];
+    char *raw_phone; /* owned */
+    char *e164;      /* owned; NULL when unparseable */
+    char *dv_id;     /* owned; NULL for a local row */
+    char *region;    /* owned; the Configuration's; NULL: the default */
+};
+
+static void recheck_rows_free(struct recheck_row *rows, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        free(rows[i].raw_phone);
+        free(rows[i].e164);
+        free(rows[i].dv_id);
+        free(rows[i].region);
+    }
+    free(rows);
+}
+
+/* Up to `max` rows still to check, oldest first (collected before any is
+ * written: each write takes its row out of the index being read). */
+static int recheck_rows_load(struct recheck_row **out, int *n, cache *c,
+                             int max)
+{
+    sqlite3_stmt *st = cache_stmt(
+        c, "SELECT n.local_id, n.configuration_id, n.raw_phone, n.e164, "
+           "n.dv_id, nullif(g.default_region, '') FROM numbers n "
+           "LEFT JOIN configurations g ON g.id = n.configuration_id "
+           "WHERE n.phone_checked = 0 ORDER BY n.local_id LIMIT ?1");
+    struct recheck_row *rows = xcalloc((size_t)max + 1, sizeof(*rows));
+    int rc;
+
+    *n = 0;
+    if (!st) {
+        free(rows);
+        return ERR_FAIL;
+    }
+    cache_bind_int(st, 1, max);
+    while ((rc = cache_step(st)) == SQLITE_ROW) {
+        struct recheck_row *r = &rows[(*n)++];
+
+        r->local_id = sqlite3_column_int64(st, 0);
+        snprintf(r->configuration_id, sizeof(r->configuration_id), "%s",
+                 cache_col_text(st, 1));
+        r->raw_phone = dup_text(st, 2);
+        r->e164 = dup_text(st, 3);
+        r->dv_id = dup_text(st, 4);
+        r->region = dup_text(st, 5);
+    }
+    if (rc != SQLITE_DONE) {
+        recheck_rows_free(rows, *n);
+        return ERR_FAIL;
+    }
+    *out = rows;
+    return 0;
+}
+
+static int recheck_write(cache *c, const struct recheck_row *r,
+                         const struct row_plan *p)
+{
+    sqlite3_stmt *st = cache_stmt(
+        c, "UPDATE numbers SET e164 = ?2, phone_error = ?3, "
+           "phone_warning = ?4, phone_checked = 1 WHERE local_id = ?1");
+
+    if (!st)
+        return ERR_FAIL;
+    cache_bind_int(st, 1, r->local_id);
+    cache_bind_text(st, 2, p->e164[0] ? p->e164 : NULL);
+    cache_bind_text(st, 3, p->e164[0] ? NULL : p->phone_error);
+    cache_bind_text(st, 4, p->e164[0] ? p->phone_warning : NULL);
+    return cache_step(st) == SQLITE_DONE ? 0 : ERR_FAIL;
+}
+
+/* One row: its key under the current rule, and the ledger when the
+ * state of the key it leaves or the key it gets changes. */
+static int recheck_one(cache *c, const struct recheck_row *r,
+                       const char *default_region, int64_t now, int *rekeyed)
+{
+    struct consent__state old_before = { 0 }, new_before = { 0 };
+    struct dv_evidence e = { r->dv_id, NULL,
+                             "phone parsed again: possible-number rule" };
+    struct consent__keys keys;
+    struct row_plan p;
+    const char *why = NULL;
+    int rc = 0;
+
+    memset(&p, 0, sizeof(p));
+    if (!r->dv_id || !r->raw_phone) {
+        /* A local row keeps its key (a consent was given under it). */
+        if (r->e164)
+            snprintf(p.e164, sizeof(p.e164), "%s", r->e164);
+        p.phone_error = r->raw_phone ? NULL : "no phone number";
+    } else if (phone_parse(p.e164, r->raw_phone,
+                           r->region ? r->region : default_region, &why) != 0) {
+        p.e164[0] = '\0';
+        p.phone_error = why ? why : "cannot be parsed";
+    }
+    p.phone_warning = p.e164[0] ? phone_warning(p.e164) : NULL;
+    if (r->e164 ? strcmp(r->e164, p.e164) == 0 : !p.e164[0])
+        return recheck_write(c, r, &p); /* the same key */
+    old_before.status = new_before.status = CONSENT_NONE;
+    if (r->e164) {
+        consent__keys_init(&keys, r->e164);
+        rc = consent__state_load(&old_before, c, r->configuration_id, &keys);
+    }
+    if (rc == 0 && p.e164[0]) {
+        consent__keys_init(&keys, p.e164);
+        rc = consent__state_load(&new_before, c, r->configuration_id, &keys);
+    }
+    if (rc == 0)
+        rc = recheck_write(c, r, &p);
+    if (rc == 0 && r->e164)
+        rc = record_if_changed(c, r->configuration_id, r->e164, &old_before,
+                               CONSENT_SOURCE_DATAVERSE, now, &e);
+    if (rc == 0 && p.e164[0])
+        rc = record_if_changed(c, r->configuration_id, p.e164, &new_before,
+                               CONSENT_SOURCE_DATAVERSE, now, &e);
+    (*rekeyed)++;
+    return rc;
+}
+
+int consent_phones_recheck(cache *c, const char *default_region, int max,
+                           int *done, int *rekeyed)
+{
+    struct recheck_row *rows = NULL;
+    int64_t now = clock_now_ms();
+    int n = 0, i, rc;
+
+    *done = *rekeyed = 0;
+    rc = recheck_rows_load(&rows, &n, c, max > 0 ? max : 1);
+    for (i = 0; rc == 0 && i < n; i++)
+        rc = recheck_one(c, &rows[i], default_region, now, rekeyed);
+    if (rc == 0)
+        *done = n;
+    if (rows)
+        recheck_rows_free(rows, n);
+    return rc;
+}
+
 /* ---- the first load (consent.h note 7) ---------------------------------- */
 
 void consent_baseline_begin(struct consent_baseline *b)
@@ -530,9 +690,10 @@ static int baseline_insert(cache *c, const struct consent_row *row,
          * repeated row is sorted out when they are built (cache.h). */
         c, "INSERT INTO numbers(dv_id, configuration_id, raw_phone, e164, "
            "phone_error, status, dv_status, active, status_at, source, "
-           "topics, paused_until, modified_on, version, sweep_mark) "
+           "topics, paused_until, modified_on, version, sweep_mark, "
+           "phone_warning, phone_checked) "
            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, 'dataverse', ?9, "
-           "?10, ?11, ?12, ?13)");
+           "?10, ?11, ?12, ?13, ?14, 1)");
 
     if (!st)
         return ERR_FAIL;
@@ -549,6 +710,7 @@ static int baseline_insert(cache *c, const struct consent_row *row,
     cache_bind_opt_int(st, 11, r->modified_on);
     cache_bind_opt_int(st, 12, r->version);
     cache_bind_int(st, 13, row->sweep_mark);
+    cache_bind_text(st, 14, p->e164[0] ? p->phone_warning : NULL);
     return cache_step(st) == SQLITE_DONE ? 0 : ERR_FAIL;
 }
 

@@ -4,32 +4,43 @@
  * Mexico, Brazil and Argentina.  Never includes a C++ header (only
  * phone_shim.cc does) and never does I/O.
  *
- * Fast path.  A key-form input is copied as it is only when its calling
- * code is a known country code without alias rules and the digit after
- * the code is no trunk prefix.  "+4402079460958" has the key form but is
- * "+44 (0)20 7946 0958" with the brackets lost; libphonenumber drops that
- * 0, so copying it would store one subscriber under two keys (and the gate
- * could read a CRM row's opt-in for a number that opted out on WhatsApp).
- * Which digits libphonenumber strips or rewrites after a calling code was
- * found by running both paths over random key-form numbers for every
- * calling code (libphonenumber 8.12): 0 nearly everywhere, plus the table
- * in rewrite_digits().  Such input takes the full path; for a real number
- * that merely costs time (Italy keeps its 0: +39 06...).  fuzz_phone checks
- * that both paths agree.  The table of known codes is read from
- * libphonenumber once, so the fast path itself makes no call.
+ * Fast paths (phone.h note 2).  libphonenumber's Parse costs 7-14 us a
+ * number here, most of it in regular expressions; the common spellings
+ * need none of that, and each fast path answers only when it provably
+ * gives the full path's key, else it hands the input on:
+ *  - key form ("+4915123456789"): copied when its calling code is a known
+ *    country code without alias rules, the digit after the code is no
+ *    trunk prefix, and its length is possible for the code.
+ *    "+4402079460958" has the key form but is "+44 (0)20 7946 0958" with
+ *    the brackets lost; libphonenumber drops that 0, so copying it would
+ *    store one subscriber under two keys (and the gate could read a CRM
+ *    row's opt-in for a number that opted out on WhatsApp).  Which digits
+ *    libphonenumber strips or rewrites after a calling code is a table
+ *    (phone_table.c); such input takes the full path, which for a real
+ *    number merely costs time (Italy keeps its 0: +39 06...).
+ *  - the same with separators ("+49 151 2345-6789", "+1 (415) 555 0100"):
+ *    digits, blanks and - . / ( ) only, which Parse drops, so the digits
+ *    are the key form's.
+ *  - with the region's international prefix when it is plain digits
+ *    ("0049 151 ...", "011 1 415 ..."): Parse strips it like a "+".
+ *  - national, in the main region of its calling code, when its national
+ *    prefix is plain digits without a rewrite rule ("0151 23456789" in
+ *    DE, "(415) 555-0100" in US): Parse's steps for that case, in order
+ *    (a number starting with the country code, the prefix, the general
+ *    pattern test, the length test), with the general pattern matched by
+ *    phone_table.c; anything else takes the full path.
+ * fuzz_phone checks that every fast answer equals the full path's.  The
+ * tables are read from libphonenumber once, so no fast path makes a call.
  */
-#include "phone.h"
+#include "phone_p.h"
 
-#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "caps.h"
 #include "err.h"
 
-#define E164_DIGITS_MIN 7
-#define E164_DIGITS_MAX 15
-
-/* ---- key form and calling codes ------------------------------------------ */
+/* ---- the fast paths ------------------------------------------------------ */
 
 int phone_is_canonical(const char *s)
 {
@@ -38,131 +49,143 @@ int phone_is_canonical(const char *s)
     if (!s || s[0] != '+' || s[1] < '1' || s[1] > '9')
         return 0;
     for (s++; *s; s++, n++) {
-        if (*s < '0' || *s > '9' || n == E164_DIGITS_MAX)
+        if (*s < '0' || *s > '9' || n == PHONE__DIGITS_MAX)
             return 0;
     }
-    return n >= E164_DIGITS_MIN;
+    return n >= PHONE__DIGITS_MIN;
+}
+
+/* Whether a key-form `s` is already its own key (the first fast path). */
+static int key_fast(const char *s)
+{
+    int len, code = phone__code(s + 1, &len);
+
+    if (!code || phone__full_path_digits(code) & (1u << (s[1 + len] - '0')))
+        return 0;
+    return phone__possible(code, (int)strlen(s + 1 + len)) == NULL;
+}
+
+/* "+" and `digits` into out when that is its own key. */
+static int international_fast(char *out, const char *digits)
+{
+    char key[PHONE_E164_MAX];
+    size_t n = strlen(digits);
+
+    if (n > PHONE__DIGITS_MAX)
+        return 0;
+    key[0] = '+';
+    memcpy(key + 1, digits, n + 1);
+    if (!phone_is_canonical(key) || !key_fast(key))
+        return 0;
+    memcpy(out, key, n + 2);
+    return 1;
 }
 
 /*
- * Digits after a calling code that libphonenumber may strip or rewrite
- * when it parses "+<code><digits>" (beyond 0): trunk prefixes (+1 1,
- * +7 8), carrier codes (+86 1, +352 1) and short local forms it expands
- * (Madagascar, San Marino, Norfolk Island).
+ * The digits of `s` when it holds only digits, blanks and the separators
+ * Parse drops (- . / ( )), with at most a leading "+" (*plus).  0 when it
+ * holds anything else or more digits than a key can have.
  */
-static const char *rewrite_digits(int code)
+static int plain_digits(char *out, int *plus, const char *s)
 {
-    static const struct {
-        short code;
-        const char *digits;
-    } table[] = {
-        { 1, "1" },    { 7, "8" },
-        { 86, "1" },   { 261, "0123456789" },
-        { 298, "1" },  { 352, "1" },
-        { 370, "8" },  { 375, "8" },
-        { 378, "89" }, { 672, "0123456789" },
-        { 692, "1" },  { 993, "8" },
-        { 998, "8" },
-    };
-    size_t i;
+    size_t n = 0;
 
-    for (i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-        if (table[i].code == code)
-            return table[i].digits;
+    s += strspn(s, " ");
+    *plus = *s == '+';
+    for (s += *plus; *s; s++) {
+        if (*s >= '0' && *s <= '9') {
+            if (n == PHONE__DIGITS_MAX)
+                return 0;
+            out[n++] = *s;
+        } else if (!strchr(" -./()", *s)) {
+            return 0;
+        }
     }
-    return "";
-}
-
-/* Per calling code: bit d set = a key-form number whose digit after the
- * code is d takes the full path.  UNKNOWN_CODE: no country has it. */
-#define UNKNOWN_CODE 0xffffu
-#define EVERY_DIGIT 0x3ffu
-static unsigned short full_path_digits[1000];
-static pthread_once_t full_path_once = PTHREAD_ONCE_INIT;
-
-/* Calling codes whose subscribers have more than one spelling. */
-static int has_alias_rules(int code)
-{
-    return code == 52 || code == 54 || code == 55;
-}
-
-static void full_path_digits_load(void)
-{
-    char region[3];
-    const char *d;
-    int code;
-
-    for (code = 0; code < 1000; code++) {
-        full_path_digits[code] = UNKNOWN_CODE;
-        if (code == 0 || phone_shim_region_for_calling_code(region, code) != 0)
-            continue;
-        full_path_digits[code] = has_alias_rules(code) ? EVERY_DIGIT : 1u;
-        for (d = rewrite_digits(code); *d; d++)
-            full_path_digits[code] |= (unsigned short)(1u << (*d - '0'));
-    }
+    out[n] = '\0';
+    return n > 0;
 }
 
 /*
- * Whether a key-form `s` is already its own key (see the file comment).
- * Calling codes are prefix-free: the first prefix that is a country's
- * code is the code.  Returns 0 for an unknown code.
+ * Parse's last step, national number `d` under region r (plain-digit
+ * prefixes): the national prefix goes unless only the number with it
+ * fits the general pattern, and only when the rest has a possible
+ * length (else Parse keeps it, and so does the full path: key_fast
+ * refuses that length).  1 and out filled, or 0 (the full path decides).
  */
-static int fast_path_ok(const char *s)
+static int national_prefix_fast(char *out, const struct phone__region *r,
+                                const char *d)
 {
-    int code = 0, len;
+    char digits[PHONE__DIGITS_MAX + 8];
+    size_t n = strlen(d), p = strlen(r->prefix);
+    const char *nsn = d;
+    int g;
 
-    pthread_once(&full_path_once, full_path_digits_load);
-    for (len = 1; len <= 3; len++) {
-        code = code * 10 + (s[len] - '0');
-        if (full_path_digits[code] != UNKNOWN_CODE)
-            return !(full_path_digits[code] & (1u << (s[len + 1] - '0')));
+    if (p && strncmp(d, r->prefix, p) == 0) {
+        g = phone__general_matches(r, d, n);
+        if (g < 0 || (g && phone__general_matches(r, d + p, n - p) != 1))
+            return 0;
+        nsn = d + p; /* its length: key_fast */
     }
-    return 0;
+    if (*nsn == '0' || strlen(nsn) > PHONE__DIGITS_MAX)
+        return 0; /* a leading 0 stays (Italy): the full path knows */
+    snprintf(digits, sizeof(digits), "%d%s", r->code, nsn);
+    return international_fast(out, digits);
+}
+
+/* "+" and `digits` as Parse reads them: the calling code, then the rest
+ * under its main region. */
+static int plus_fast(char *out, const char *digits)
+{
+    const struct phone__region *r;
+    int len, code = phone__code(digits, &len);
+
+    r = code ? phone__main_region(code) : NULL;
+    if (r && r->prefix && national_prefix_fast(out, r, digits + len))
+        return 1;
+    return international_fast(out, digits);
+}
+
+/* The fast paths for anything but the key form: 1 and out filled, or 0. */
+static int typed_fast(char *out, const char *input, const char *region)
+{
+    const struct phone__region *r = NULL;
+    char d[PHONE__DIGITS_MAX + 1], code[8];
+    size_t idd;
+    int plus;
+
+    if (!plain_digits(d, &plus, input))
+        return 0;
+    if (region && *region) {
+        r = phone__region_for(region);
+        if (!r)
+            return 0; /* the full path says why */
+    }
+    if (plus)
+        return plus_fast(out, d);
+    if (!r || !r->idd || !r->main || !r->prefix)
+        return 0; /* a region whose prefixes are patterns: full path */
+    idd = strlen(r->idd);
+    if (strncmp(d, r->idd, idd) == 0)
+        return d[idd] > '0' && plus_fast(out, d + idd);
+    snprintf(code, sizeof(code), "%d", r->code);
+    if (strncmp(d, code, strlen(code)) == 0)
+        return 0; /* maybe the country code without a "+" */
+    return national_prefix_fast(out, r, d);
 }
 
 /* ---- regions ------------------------------------------------------------- */
 
-static int is_ascii_alpha(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
-
-/* "49", "+49" → 49; 0 when not 1-3 digits. */
-static int calling_code_parse(const char *s)
-{
-    int code = 0, n = 0;
-
-    if (*s == '+')
-        s++;
-    for (; *s >= '0' && *s <= '9' && n < 4; s++, n++)
-        code = code * 10 + (*s - '0');
-    return *s || n == 0 || n > 3 ? 0 : code;
-}
-
 int phone_region_resolve(char *out, const char *region)
 {
-    char iso[3];
-    int code;
+    const struct phone__region *r = phone__region_for(region);
 
-    if (!region)
-        goto bad;
-    if (is_ascii_alpha(region[0]) && is_ascii_alpha(region[1]) && !region[2]) {
-        iso[0] = (char)(region[0] & ~0x20); /* ASCII upper case */
-        iso[1] = (char)(region[1] & ~0x20);
-        iso[2] = '\0';
-        if (phone_shim_calling_code_for_region(iso) == 0)
-            goto bad;
-        memcpy(out, iso, sizeof(iso));
-        return 0;
+    if (!r) {
+        err_set(ERR_CLASS_INPUT, "unknown region \"%.16s\"",
+                region ? region : "");
+        return ERR_BADINPUT;
     }
-    code = calling_code_parse(region);
-    if (code > 0 && phone_shim_region_for_calling_code(iso, code) == 0) {
-        memcpy(out, iso, sizeof(iso));
-        return 0;
-    }
-bad:
-    err_set(ERR_CLASS_INPUT, "unknown region \"%.16s\"", region ? region : "");
-    return ERR_BADINPUT;
+    memcpy(out, r->id, 3);
+    return 0;
 }
 
 /* ---- Brazil's ninth digit ------------------------------------------------ */
@@ -236,15 +259,15 @@ static int reject(const char **why, const char *reason)
  * the input (a key looked up again), costs no second parse.
  */
 static int parse_stable(struct phone_shim_result *r, const char *input,
-                        const char *iso, unsigned want, const char **reason)
+                        const char *iso, const char **reason)
 {
     char prev[PHONE_E164_MAX];
     int i;
 
-    if (phone_shim_parse_want(r, input, iso, want, reason) != 0)
+    if (phone_shim_parse_want(r, input, iso, 0, reason) != 0)
         return -1;
     for (i = 0;; i++) {
-        if (!phone_is_canonical(r->e164) || fast_path_ok(r->e164) ||
+        if (!phone_is_canonical(r->e164) || key_fast(r->e164) ||
             (i == 0 && strcmp(r->e164, input) == 0))
             return 0; /* the last one: parsing it gives itself */
         if (i == STABLE_TRIES) {
@@ -252,7 +275,7 @@ static int parse_stable(struct phone_shim_result *r, const char *input,
             return -1;
         }
         memcpy(prev, r->e164, sizeof(prev));
-        if (phone_shim_parse_want(r, prev, NULL, want, reason) != 0)
+        if (phone_shim_parse_want(r, prev, NULL, 0, reason) != 0)
             return -1;
         if (strcmp(prev, r->e164) == 0)
             return 0;
@@ -260,11 +283,37 @@ static int parse_stable(struct phone_shim_result *r, const char *input,
 }
 
 /*
- * libphonenumber, then the Brazil fold; out is written only on success.
- * `strict`: the number must be valid per the metadata, not only possible.
+ * Why `e164` is no key although libphonenumber calls it possible, or
+ * NULL.  Parse keeps a national prefix when the number without it has an
+ * impossible length: "07700 9002" in GB becomes +44 077009002, a number
+ * too short typed with its trunk prefix.  Such a key is refused when no
+ * number of the country looks like it (its general pattern), which keeps
+ * real numbers that begin with the prefix digit (+7 812..., St
+ * Petersburg, where 8 is the trunk prefix).
  */
+static const char *kept_national_prefix(const char *e164)
+{
+    const struct phone__region *r;
+    const char *nsn, *why;
+    int len, code = phone__code(e164 + 1, &len);
+    size_t p;
+
+    r = code ? phone__main_region(code) : NULL;
+    if (!r || !r->prefix || !*r->prefix)
+        return NULL;
+    nsn = e164 + 1 + len;
+    p = strlen(r->prefix);
+    if (strncmp(nsn, r->prefix, p) != 0)
+        return NULL;
+    why = phone__possible(code, (int)(strlen(nsn) - p));
+    if (!why || phone__general_matches(r, nsn, strlen(nsn)) != 0)
+        return NULL;
+    return why;
+}
+
+/* libphonenumber, then the Brazil fold; out is written only on success. */
 static int parse_full(char *out, const char *input, const char *region,
-                      int strict, const char **why)
+                      const char **why)
 {
     struct phone_shim_result r;
     const char *reason = NULL;
@@ -274,40 +323,52 @@ static int parse_full(char *out, const char *input, const char *region,
     if (has_region && phone_region_resolve(iso, region) != 0)
         return reject(why, "unknown region (not an ISO country or a "
                            "calling code)");
-    /* Validity only when asked for: it costs as much as the parse. */
-    if (parse_stable(&r, input, has_region ? iso : NULL,
-                     strict ? PHONE_SHIM_VALID : 0, &reason) != 0)
+    /* Possible is all a key needs (phone.h note 1): no validity here. */
+    if (parse_stable(&r, input, has_region ? iso : NULL, &reason) != 0)
         return reject(why, reason ? reason : "cannot be parsed");
-    /* libphonenumber accepts national numbers up to 17 digits (DE). */
+    /* libphonenumber accepts national numbers of 2 to 17 digits. */
     if (!phone_is_canonical(r.e164))
-        return reject(why, "too long for E.164");
+        return reject(why, strlen(r.e164) < 1 + PHONE__DIGITS_MIN
+                               ? "too short for E.164"
+                               : "too long for E.164");
+    if ((reason = kept_national_prefix(r.e164)) != NULL)
+        return reject(why, reason);
     if (r.calling_code == 55 && brazil_add_ninth(out, r.e164) == 0)
         return 0; /* the folded form is a valid mobile */
-    if (strict && !r.valid)
-        return reject(why, "not a valid number (no such range in its "
-                           "country: a typo?)");
     memcpy(out, r.e164, sizeof(r.e164));
     return 0;
 }
 
-static int parse_key(char *out, const char *input, const char *region,
-                     int strict, const char **why)
+static int parse_key(char *out, const char *input, const char *region, int fast,
+                     const char **why)
 {
+    char key[PHONE_E164_MAX];
+
     if (!input || !*input)
         return reject(why, "empty");
     if (strnlen(input, CAP_PHONE_INPUT_BYTES + 1) > CAP_PHONE_INPUT_BYTES)
         return reject(why, "too long to be a phone number");
-    if (phone_is_canonical(input) && fast_path_ok(input)) {
+    if (fast && phone_is_canonical(input) && key_fast(input)) {
         memcpy(out, input, strlen(input) + 1);
         return 0;
     }
-    return parse_full(out, input, region, strict, why);
+    if (fast && typed_fast(key, input, region)) {
+        memcpy(out, key, strlen(key) + 1);
+        return 0;
+    }
+    return parse_full(out, input, region, why);
 }
 
 int phone_parse(char *out, const char *input, const char *region,
                 const char **why)
 {
     return parse_key(out, input, region, 1, why);
+}
+
+int phone__parse_full(char *out, const char *input, const char *region,
+                      const char **why)
+{
+    return parse_key(out, input, region, 0, why);
 }
 
 int phone_from_whatsapp(char *out, const char *wa_id, const char **why)
@@ -322,17 +383,36 @@ int phone_from_whatsapp(char *out, const char *wa_id, const char **why)
     n = strspn(wa_id, "0123456789");
     if (wa_id[n] != '\0' || n == 0)
         return reject(why, "not a WhatsApp id (digits only)");
-    if (n < E164_DIGITS_MIN)
+    if (n < PHONE__DIGITS_MIN)
         return reject(why, "too short");
-    if (n > E164_DIGITS_MAX)
+    if (n > PHONE__DIGITS_MAX)
         return reject(why, "too long");
     if (*wa_id == '0')
         return reject(why, "not a WhatsApp id (leading 0)");
     key[0] = '+';
     memcpy(key + 1, wa_id, n + 1);
-    /* Meta's ids are real numbers: possible is enough (a range newer
-     * than the metadata must not strand an opt-out in quarantine). */
-    return parse_key(out, key, NULL, 0, why);
+    /* The same rule as a typed number (phone.h note 1). */
+    return parse_key(out, key, NULL, 1, why);
+}
+
+/* ---- validity (a warning, never a rejection) ----------------------------- */
+
+const char *phone_warning(const char *e164)
+{
+    struct phone_shim_result r;
+    const char *why;
+    int len, code, valid;
+
+    if (!phone_is_canonical(e164))
+        return NULL; /* not a key */
+    code = phone__code(e164 + 1, &len);
+    valid =
+        code ? phone__valid(code, e164 + 1 + len, strlen(e164 + 1 + len)) : 0;
+    if (valid < 0) /* the tables cannot tell: ask libphonenumber */
+        valid = phone_shim_parse_want(&r, e164, NULL, PHONE_SHIM_VALID, &why) ==
+                    0 &&
+                r.valid;
+    return valid ? NULL : PHONE_WARNING_NOT_VALID;
 }
 
 /* ---- aliases ------------------------------------------------------------- */

@@ -7,21 +7,28 @@
  * what it was given into the key consent is stored under, and by the gate
  * to look a number up.  Pure: no I/O, no SQLite.
  *
- * Key form: E.164, "+" and 7 to 15 digits, first digit 1-9.  Input that
- * already has that form is taken as it is (the fast path: no
- * libphonenumber call), except for the calling codes with alias rules
- * (+52, +54, +55), which always go through the full path so that every
- * spelling of one subscriber yields one key.  So do key-form inputs whose
- * calling code is unknown or followed by a digit libphonenumber strips
- * ("+4402079460958" is "+44 (0)20 7946 0958" with the brackets lost).
+ * Key form: E.164, "+" and 7 to 15 digits, first digit 1-9.
  *
- * Validity: on the full path a number a person typed (phone_parse: CRM
- * rows, the CLI, the gate) must be valid per libphonenumber's metadata,
- * not only of a possible length, so a typo in Dynamics is reported
- * (optsync status) instead of becoming a key nobody will ever match.  A
- * WhatsApp id (phone_from_whatsapp) need only be possible: it comes from
- * Meta, and a range newer than the metadata must not strand an opt-out in
- * quarantine.  Key-form input on the fast path is trusted as it is.
+ * Design notes
+ *  (1) One rule everywhere: a number that parses to a *possible* number
+ *      (a length its country uses) is keyed by its E.164, whoever gives
+ *      it: a CRM row (the poller), the CLI, the gate, a WhatsApp id.  So
+ *      one person has one key, and a "STOP" from their WhatsApp id lands
+ *      on the row the CRM holds.  Validity per libphonenumber's metadata
+ *      (an allocated range) is only a warning (phone_warning): metadata
+ *      ages, and a range newer than Debian's copy (UK 07700 900xxx,
+ *      German 0154...) must not leave a person without a key.  Numbers
+ *      that are not even possible (too short, too long, letters, no
+ *      country) do not parse.
+ *  (2) Fast paths: the key form, the same with separators, with the
+ *      region's international prefix, and national numbers of regions
+ *      whose prefixes are plain digits skip libphonenumber's Parse when
+ *      the tables read from it once prove the answer equal (phone.c's
+ *      file comment); the rest, and the calling codes with alias rules
+ *      (+52, +54, +55), take the full path.  fuzz_phone checks that
+ *      both paths agree.
+ *  (3) A key parses to itself: libphonenumber is asked again until its
+ *      answer is stable (phone.c, parse_stable).
  *
  * Alias rules (phone_aliases):
  *   Mexico     +52 1 XXXXXXXXXX (old mobile prefix, still in WhatsApp ids)
@@ -43,11 +50,11 @@
 #define PHONE_ALIASES_MAX 4
 
 /*
- * Parses a number as a person typed it into E.164 (out holds
- * PHONE_E164_MAX bytes).  `region` is an ISO code ("DE"), a calling code
- * ("49", "+49") or NULL/"" when the number must carry its country code.
- * Returns 0, or ERR_BADINPUT with *why set to a static phrase ("not a
- * phone number", "too short", "unknown region ...").
+ * Parses a number as a person typed it into its key, E.164 (out holds
+ * PHONE_E164_MAX bytes), under note 1's rule.  `region` is an ISO code
+ * ("DE"), a calling code ("49", "+49") or NULL/"" when the number must
+ * carry its country code.  Returns 0, or ERR_BADINPUT with *why set to a
+ * static phrase ("not a phone number", "too short", "unknown region ...").
  */
 int phone_parse(char *out, const char *input, const char *region,
                 const char **why);
@@ -56,10 +63,22 @@ int phone_parse(char *out, const char *input, const char *region,
 int phone_is_canonical(const char *s);
 
 /*
- * A WhatsApp `from` / `wa_id` (digits, sometimes with "+") to its key.
- * Returns 0, or ERR_BADINPUT with *why.
+ * A WhatsApp `from` / `wa_id` (digits, sometimes with "+") to its key,
+ * under the same rule.  Returns 0, or ERR_BADINPUT with *why.
  */
 int phone_from_whatsapp(char *out, const char *wa_id, const char **why);
+
+/* What phone_warning() says about a key libphonenumber calls invalid. */
+#define PHONE_WARNING_NOT_VALID                                                \
+    "not a valid number in libphonenumber's metadata"
+
+/*
+ * The warning for key `e164` (note 1): NULL when libphonenumber's
+ * metadata calls it a valid number, else PHONE_WARNING_NOT_VALID (a
+ * typo, or a range newer than the metadata).  Static strings.  About a
+ * microsecond: the metadata's patterns, compiled once (phone_table.c).
+ */
+const char *phone_warning(const char *e164);
 
 /*
  * Other keys the same subscriber may be stored under (Argentina's mobile

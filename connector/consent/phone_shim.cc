@@ -6,14 +6,33 @@
 #include "phone_shim.h"
 
 #include <cstring>
+#include <list>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <phonenumbers/logger.h>
+#include <phonenumbers/phonemetadata.pb.h>
 #include <phonenumbers/phonenumber.pb.h>
 #include <phonenumbers/phonenumberutil.h>
 
+/*
+ * The serialized metadata libphonenumber itself loads (its metadata.h,
+ * which Debian does not install; the symbols are exported).
+ */
+namespace i18n
+{
+namespace phonenumbers
+{
+int metadata_size();
+const void *metadata_get();
+} // namespace phonenumbers
+} // namespace i18n
+
+using i18n::phonenumbers::PhoneMetadata;
+using i18n::phonenumbers::PhoneMetadataCollection;
 using i18n::phonenumbers::PhoneNumber;
+using i18n::phonenumbers::PhoneNumberDesc;
 using i18n::phonenumbers::PhoneNumberUtil;
 
 namespace
@@ -59,30 +78,6 @@ const char *possible_reason(PhoneNumberUtil::ValidationResult r)
     }
 }
 
-/*
- * IsValidNumber first finds the number's region, testing every region of
- * a shared calling code (+44: GB, GG, IM, JE; +1: two dozen) against its
- * patterns.  Most numbers are from the region they were typed for, or
- * else from their calling code's main region: try that one first.
- */
-bool valid(const PhoneNumberUtil *u, const PhoneNumber &number,
-           const char *region)
-{
-    std::string main_region;
-
-    if (region && *region &&
-        u->GetCountryCodeForRegion(region) == number.country_code()) {
-        if (u->IsValidNumberForRegion(number, region))
-            return true;
-    } else {
-        u->GetRegionCodeForCountryCode(number.country_code(), &main_region);
-        if (main_region.size() == 2 &&
-            u->IsValidNumberForRegion(number, main_region))
-            return true;
-    }
-    return u->IsValidNumber(number);
-}
-
 int parse(struct phone_shim_result *out, const char *input, const char *region,
           unsigned want, const char **reason)
 {
@@ -117,7 +112,7 @@ int parse(struct phone_shim_result *out, const char *input, const char *region,
             std::memcpy(out->region, rc.c_str(), 3);
     }
     if (want & PHONE_SHIM_VALID)
-        out->valid = valid(u, number, region) ? 1 : 0;
+        out->valid = u->IsValidNumber(number) ? 1 : 0;
     if (want & PHONE_SHIM_TYPE) {
         PhoneNumberUtil::PhoneNumberType t = u->GetNumberType(number);
         out->mobile = t == PhoneNumberUtil::MOBILE ||
@@ -167,5 +162,133 @@ extern "C" int phone_shim_region_for_calling_code(char out[3], int calling_code)
         return 0;
     } catch (...) {
         return -1;
+    }
+}
+
+extern "C" const char *phone_shim_possible_length(int calling_code, int len)
+{
+    try {
+        PhoneNumber number;
+        unsigned long long nsn = 1;
+
+        if (len < 1 || len > 17)
+            return len < 1 ? "too short" : "too long";
+        for (int i = 1; i < len; i++)
+            nsn *= 10;
+        number.set_country_code(calling_code);
+        number.set_national_number(nsn);
+        return possible_reason(util()->IsPossibleNumberWithReason(number));
+    } catch (...) {
+        return "cannot be parsed";
+    }
+}
+
+/* ---- metadata ------------------------------------------------------------ */
+
+namespace
+{
+
+struct metadata_store {
+    PhoneMetadataCollection collection;
+    std::vector<phone_shim_meta> metas; /* points into collection */
+};
+
+const metadata_store *store_ptr;
+
+void desc_of(phone_shim_desc *out, const PhoneNumberDesc &d)
+{
+    out->pattern = d.national_number_pattern().c_str();
+    out->example = d.example_number().c_str();
+    out->lengths_listed = d.possible_length_size() > 0;
+    out->lengths = 0;
+    for (int i = 0; i < d.possible_length_size(); i++) {
+        int n = d.possible_length(i);
+        if (n >= 0 && n < 32)
+            out->lengths |= 1u << n;
+    }
+}
+
+void meta_of(phone_shim_meta *out, const PhoneMetadata &m)
+{
+    const PhoneNumberDesc *descs[PHONE_SHIM_DESCS] = {
+        &m.general_desc(), &m.premium_rate(), &m.toll_free(),
+        &m.shared_cost(),  &m.voip(),         &m.personal_number(),
+        &m.pager(),        &m.uan(),          &m.voicemail(),
+        &m.fixed_line(),   &m.mobile(),
+    };
+
+    std::memset(out->id, 0, sizeof(out->id));
+    std::memcpy(out->id, m.id().c_str(),
+                m.id().size() < sizeof(out->id) ? m.id().size() : 3);
+    out->country_code = m.country_code();
+    out->international_prefix = m.international_prefix().c_str();
+    out->national_prefix_for_parsing = m.national_prefix_for_parsing().c_str();
+    out->national_prefix_transform_rule =
+        m.national_prefix_transform_rule().c_str();
+    out->leading_digits = m.leading_digits().c_str();
+    out->same_mobile_and_fixed_line_pattern =
+        m.same_mobile_and_fixed_line_pattern() ? 1 : 0;
+    for (int i = 0; i < PHONE_SHIM_DESCS; i++)
+        desc_of(&out->desc[i], *descs[i]);
+}
+
+/* Read once; kept for the process (reachable, so no leak). */
+const metadata_store *store()
+{
+    static std::once_flag once;
+    std::call_once(once, [] {
+        metadata_store *st = new metadata_store();
+        if (st->collection.ParseFromArray(
+                i18n::phonenumbers::metadata_get(),
+                i18n::phonenumbers::metadata_size())) {
+            st->metas.resize(st->collection.metadata_size());
+            for (int i = 0; i < st->collection.metadata_size(); i++)
+                meta_of(&st->metas[i], st->collection.metadata(i));
+        }
+        store_ptr = st;
+    });
+    return store_ptr;
+}
+
+} // namespace
+
+extern "C" const struct phone_shim_meta *phone_shim_meta_region(const char *id)
+{
+    try {
+        for (const phone_shim_meta &m : store()->metas)
+            if (std::strcmp(m.id, id) == 0 && std::strcmp(id, "001") != 0)
+                return &m;
+    } catch (...) {
+    }
+    return nullptr;
+}
+
+extern "C" const struct phone_shim_meta *phone_shim_meta_non_geo(int code)
+{
+    try {
+        for (const phone_shim_meta &m : store()->metas)
+            if (std::strcmp(m.id, "001") == 0 && m.country_code == code)
+                return &m;
+    } catch (...) {
+    }
+    return nullptr;
+}
+
+extern "C" size_t phone_shim_regions_for_calling_code(char out[][4], size_t max,
+                                                      int code)
+{
+    try {
+        std::list<std::string> regions;
+        size_t n = 0;
+
+        util()->GetRegionCodesForCountryCallingCode(code, &regions);
+        for (const std::string &r : regions) {
+            if (n == max || r.size() > 3)
+                break;
+            std::memcpy(out[n++], r.c_str(), r.size() + 1);
+        }
+        return n;
+    } catch (...) {
+        return 0;
     }
 }

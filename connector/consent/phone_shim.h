@@ -8,6 +8,8 @@
 #ifndef OPTSYNC_PHONE_SHIM_H
 #define OPTSYNC_PHONE_SHIM_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -51,6 +53,67 @@ int phone_shim_calling_code_for_region(const char *region);
 
 /* Main ISO region of a calling code (49 → "DE"); -1 when none. */
 int phone_shim_region_for_calling_code(char out[3], int calling_code);
+
+/*
+ * What IsPossibleNumberWithReason says about a national significant
+ * number of `len` digits (1-17) under `calling_code` (possibility depends
+ * on nothing else): NULL when possible, else the reason phrase
+ * phone_shim_parse would give.
+ */
+const char *phone_shim_possible_length(int calling_code, int len);
+
+/* ---- metadata ----------------------------------------------------------
+ *
+ * libphonenumber's own metadata as plain C, read once (phone_table.c
+ * builds its fast paths and validity check from it).  Every pointer lives
+ * as long as the process.
+ */
+enum phone_shim_desc_kind {
+    /* In the order GetNumberTypeHelper tests them (general first). */
+    PHONE_SHIM_GENERAL = 0,
+    PHONE_SHIM_PREMIUM_RATE,
+    PHONE_SHIM_TOLL_FREE,
+    PHONE_SHIM_SHARED_COST,
+    PHONE_SHIM_VOIP,
+    PHONE_SHIM_PERSONAL_NUMBER,
+    PHONE_SHIM_PAGER,
+    PHONE_SHIM_UAN,
+    PHONE_SHIM_VOICEMAIL,
+    PHONE_SHIM_FIXED_LINE,
+    PHONE_SHIM_MOBILE,
+    PHONE_SHIM_DESCS
+};
+
+struct phone_shim_desc {
+    const char *pattern;  /* national_number_pattern; "" when none */
+    const char *example;  /* example_number; "" when none */
+    int lengths_listed;   /* possible_length has entries (maybe only -1) */
+    unsigned int lengths; /* bit n: n is a possible length */
+};
+
+struct phone_shim_meta {
+    char id[4]; /* "DE"; "001" for a non-geographic calling code */
+    int country_code;
+    const char *international_prefix;           /* a regex; "" none */
+    const char *national_prefix_for_parsing;    /* a regex; "" none */
+    const char *national_prefix_transform_rule; /* "" none */
+    const char *leading_digits;                 /* a regex; "" none */
+    int same_mobile_and_fixed_line_pattern;
+    struct phone_shim_desc desc[PHONE_SHIM_DESCS];
+};
+
+/* The metadata of region `id` ("DE"), or NULL. */
+const struct phone_shim_meta *phone_shim_meta_region(const char *id);
+
+/* The metadata of a non-geographic calling code (800, 882, ...), or NULL. */
+const struct phone_shim_meta *phone_shim_meta_non_geo(int calling_code);
+
+/*
+ * The regions of a calling code in libphonenumber's order (the main one
+ * first; "001" for a non-geographic code), up to `max`; returns how many.
+ */
+size_t phone_shim_regions_for_calling_code(char out[][4], size_t max,
+                                           int calling_code);
 
 #ifdef __cplusplus
 }

@@ -782,15 +782,49 @@ static int run_record(cache *c, int64_t *id, const struct sync_result *r,
     return cache_step(st) == SQLITE_DONE ? 0 : ERR_FAIL;
 }
 
-static int count_unparseable(syncer *s)
+/* Both counts read a partial index (migration 3), not the table. */
+static int count_phones(syncer *s)
 {
-    sqlite3_stmt *st = cache_stmt(s->cache, "SELECT count(*) FROM numbers "
-                                            "WHERE e164 IS NULL");
+    sqlite3_stmt *st = cache_stmt(
+        s->cache, "SELECT (SELECT count(*) FROM numbers WHERE e164 IS NULL), "
+                  "(SELECT count(*) FROM numbers WHERE phone_warning IS NOT "
+                  "NULL)");
 
     if (!st || cache_step(st) != SQLITE_ROW)
         return ERR_FAIL;
     s->result->unparseable = sqlite3_column_int64(st, 0);
+    s->result->phone_warnings = sqlite3_column_int64(st, 1);
     sqlite3_reset(st);
+    return 0;
+}
+
+#define RECHECK_BATCH 2000
+
+/* Note 8: phones not parsed under the current rule, parsed again. */
+static int recheck_phones(syncer *s)
+{
+    int done = 0, rekeyed = 0, moved = 0, rc;
+    int64_t total = 0;
+
+    do {
+        rc = cache_begin(s->cache);
+        if (rc == 0)
+            rc =
+                consent_phones_recheck(s->cache, s->cfg->consent.default_region,
+                                       RECHECK_BATCH, &done, &rekeyed);
+        if (rc == 0)
+            rc = cache_commit(s->cache);
+        if (rc) {
+            cache_rollback(s->cache);
+            return rc;
+        }
+        total += done;
+        moved += rekeyed;
+    } while (done == RECHECK_BATCH);
+    s->result->phones_rechecked = total;
+    if (total)
+        log_notice("sync_phones_rechecked rows=%lld rekeyed=%d",
+                   (long long)total, moved);
     return 0;
 }
 
@@ -805,10 +839,12 @@ static int run_locked(struct sync_result *out, syncer *s,
     if (rc == 0)
         rc = regions_load(s);
     if (rc == 0)
+        rc = recheck_phones(s);
+    if (rc == 0)
         rc = sync_entity(s, DV_NUMBER, opts->force_full);
     if (rc)
         return rc;
-    rc = count_unparseable(s);
+    rc = count_phones(s);
     if (rc == 0)
         rc = consent_quarantine_replay(s->cache, &s->consent,
                                        &out->quarantine_applied,

@@ -27,6 +27,12 @@
  *  (7) A successful sync (docs/design.md) is both tables read to their final
  *      deltaLink and committed; its start time is what staleness counts
  *      from.  Quarantined events are replayed after every sync.
+ *  (8) Rows whose phone was not parsed under the current rule (migration
+ *      3: an upgrade, or rows written by code that parses no phones) are
+ *      parsed again before the numbers are read, delta or full, in
+ *      batches of one transaction each (consent_phones_recheck), so a
+ *      delta needs no change in Dataverse to fix a key, and a full read
+ *      finds them checked.
  *
  *     idle --sync_run()--> [no delta links] --full read--> delta links
  *      ^                                                       |
@@ -68,8 +74,10 @@ struct sync_result {
     int64_t configurations; /* rows read */
     int64_t numbers;        /* rows read */
     int64_t pages;
-    int64_t deleted;     /* removed (delta deletes and sweeps) */
-    int64_t unparseable; /* rows read whose phone did not parse */
+    int64_t deleted;          /* removed (delta deletes and sweeps) */
+    int64_t unparseable;      /* rows whose phone did not parse */
+    int64_t phone_warnings;   /* rows whose key is no valid number */
+    int64_t phones_rechecked; /* rows parsed again (note 8) */
     int quarantine_applied, quarantine_waiting;
 };
 

@@ -63,11 +63,12 @@ SOURCES = ["WhatsApp keyword", "web form", "import", "CRM admin",
 STATUSES = ["single_opt_in", "double_opt_in", "opted_out"]
 TOPICS = ["promotions", "newsletter", "events", "surveys"]
 
-# Robustly invalid under any region: too short, no digits, unknown
-# country code. Region traps (an international prefix that is not the
-# region's) are added per configuration below.
+# Robustly unparseable under any region (not even a possible number, the
+# rule optsync keys by): too short, no digits, unknown country code.
+# Region traps (an international prefix that is not the region's) are
+# added per configuration below.
 INVALID = ["n/a", "unknown", "+999 123 4567", "123", "+49 15",
-           "+49 151 12", "0", "+1 415 555", "call me"]
+           "+44 20 7946", "0", "+1 415 555", "call me"]
 
 
 class Gen:

@@ -4,10 +4,15 @@
  * first five bytes: no region), phone_from_whatsapp and phone_aliases on
  * the rest.  Input is capped at 4 KiB (phone_parse itself stops at 64
  * bytes).  Invariants, each an abort():
- *   - every key has the key form, and parsing a key again gives itself;
- *   - a key-form input libphonenumber calls a valid number (outside +55,
- *     whose keys gain the ninth digit) gets libphonenumber's key when that
- *     is stable, so the fast path never splits one subscriber in two;
+ *   - every key has the key form, and parsing a key again gives itself
+ *     (as a typed number and as a WhatsApp id: one rule);
+ *   - the fast paths agree with the full path (phone__parse_full): the
+ *     same key, or both fail, so no spelling splits one subscriber in two;
+ *   - a key-form input libphonenumber calls a possible number (outside
+ *     +55, whose keys gain the ninth digit) gets libphonenumber's key when
+ *     that is stable;
+ *   - phone_warning() says "not valid" exactly when libphonenumber's
+ *     IsValidNumber does;
  *   - aliases are keys other than their source, and point back to it;
  *   - a failure always comes with a reason.
  */
@@ -15,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "phone.h"
+#include "phone_p.h"
 
 #define INPUT_CAP 4096
 
@@ -27,32 +32,46 @@ static void check(int ok)
         abort();
 }
 
-/* A key parses to itself, in the mode that made it (typed numbers must be
- * valid; WhatsApp ids need only be possible). */
-static void check_key(const char *key, int from_whatsapp)
+/* A key parses to itself, typed and as a WhatsApp id, and its warning is
+ * libphonenumber's verdict. */
+static void check_key(const char *key)
 {
+    struct phone_shim_result r;
     char again[PHONE_E164_MAX];
     const char *why = NULL;
 
     check(phone_is_canonical(key));
-    if (from_whatsapp)
-        check(phone_from_whatsapp(again, key + 1, &why) == 0);
-    else
-        check(phone_parse(again, key, NULL, &why) == 0);
+    check(phone_from_whatsapp(again, key + 1, &why) == 0);
     check(strcmp(again, key) == 0);
+    check(phone_parse(again, key, NULL, &why) == 0);
+    check(strcmp(again, key) == 0);
+    check(phone_shim_parse_want(&r, key, NULL, PHONE_SHIM_VALID, &why) == 0);
+    check((phone_warning(key) == NULL) == (r.valid != 0));
 }
 
-/* The fast path agrees with libphonenumber on valid numbers whose
- * libphonenumber answer is stable (see parse_stable in phone.c). */
+/* Every fast answer is the full path's. */
+static void check_paths(const char *region, const char *text, int rc,
+                        const char *key)
+{
+    char full[PHONE_E164_MAX];
+    const char *why = NULL;
+    int full_rc = phone__parse_full(full, text, region, &why);
+
+    check(full_rc == rc);
+    check(rc != 0 || strcmp(full, key) == 0);
+}
+
+/* The key-form fast path agrees with libphonenumber on possible numbers
+ * whose libphonenumber answer is stable (see parse_stable in phone.c). */
 static void check_agrees(const char *text, const char *key)
 {
     struct phone_shim_result r, again;
     const char *why;
 
     if (!phone_is_canonical(text) ||
-        phone_shim_parse(&r, text, NULL, &why) != 0 || !r.valid ||
+        phone_shim_parse_want(&r, text, NULL, 0, &why) != 0 ||
         r.calling_code == 55 ||
-        phone_shim_parse(&again, r.e164, NULL, &why) != 0 ||
+        phone_shim_parse_want(&again, r.e164, NULL, 0, &why) != 0 ||
         strcmp(again.e164, r.e164) != 0)
         return;
     check(strcmp(key, r.e164) == 0);
@@ -81,9 +100,11 @@ static void run(const char *region, const char *text)
 {
     char key[PHONE_E164_MAX];
     const char *why = NULL;
+    int rc = phone_parse(key, text, region, &why);
 
-    if (phone_parse(key, text, region, &why) == 0) {
-        check_key(key, 0);
+    check_paths(region, text, rc, key);
+    if (rc == 0) {
+        check_key(key);
         check_agrees(text, key);
         check_aliases(key);
     } else {
@@ -91,7 +112,7 @@ static void run(const char *region, const char *text)
     }
     why = NULL;
     if (phone_from_whatsapp(key, text, &why) == 0) {
-        check_key(key, 1);
+        check_key(key);
         check_aliases(key);
     } else {
         check(why != NULL);
