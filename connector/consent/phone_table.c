@@ -174,6 +174,8 @@ int phone__code(const char *digits, int *len)
     int code = 0, n;
 
     pthread_once(&once, load);
+    if (digits[0] == '0')
+        return 0; /* no calling code starts with 0 (ExtractCountryCode) */
     for (n = 1; n <= 3 && digits[n - 1] >= '0' && digits[n - 1] <= '9'; n++) {
         code = code * 10 + (digits[n - 1] - '0');
         if (codes[code].known) {

@@ -730,6 +730,163 @@ static void test_consent__phone_change_moves_state(void **state)
                      3);
 }
 
+/* ---- phones under the possible-number rule (migration 3) ----------------- */
+
+#define UK_NEW "+447700900251" /* possible, not in the metadata */
+
+static void mirror_in(struct fixture *f, const struct number_record *rec,
+                      const char *region)
+{
+    struct consent_row row = { rec, region, 0, 0, NULL, NULL };
+    struct consent_event ev;
+    struct consent_result r;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.action = CONSENT_ACT_MIRROR;
+    ev.source = CONSENT_SOURCE_DATAVERSE;
+    ev.row = &row;
+    assert_int_equal(consent_apply(&r, f->c, &f->opts, &ev), 0);
+}
+
+/* What a row looks like after the old rule, upgraded by migration 3. */
+static void as_under_the_old_rule(cache *c)
+{
+    assert_int_equal(
+        cache_exec(c, "UPDATE numbers SET e164 = NULL, phone_error = 'not a "
+                      "valid number (no such range in its country: a "
+                      "typo?)', phone_warning = NULL, phone_checked = 0 "
+                      "WHERE raw_phone = '07700 900251'"),
+        0);
+}
+
+static int ledger_entries(cache *c, const char *phone)
+{
+    sqlite3_stmt *st =
+        cache_stmt(c, "SELECT count(*) FROM ledger WHERE phone = ?1");
+    int n;
+
+    cache_bind_text(st, 1, phone);
+    assert_int_equal(cache_step(st), SQLITE_ROW);
+    n = sqlite3_column_int(st, 0);
+    sqlite3_reset(st);
+    return n;
+}
+
+/* A CRM row in a range the metadata does not know gets its key and the
+ * warning; a valid one gets no warning. */
+static void test_consent__mirror_keys_possible_numbers(void **state)
+{
+    struct fixture *f = *state;
+    struct number_record a = dv_row(ROW_A, CONSENT_OPTED_OUT, T0, 10);
+    struct number_record b = dv_row(ROW_B, CONSENT_OPTED_OUT, T0, 10);
+
+    a.raw_phone = "07700 900251";
+    mirror_in(f, &a, "GB");
+    mirror_in(f, &b, "DE");
+    assert_int_equal(
+        testutil_query_int(f->c, "SELECT count(*) FROM numbers WHERE e164 = "
+                                 "'" UK_NEW "' AND phone_warning = 'not a "
+                                 "valid number in libphonenumber''s "
+                                 "metadata' AND phone_checked = 1"),
+        1);
+    assert_int_equal(
+        testutil_query_int(f->c, "SELECT count(*) FROM numbers WHERE e164 = "
+                                 "'" PHONE "' AND phone_warning IS NULL"),
+        1);
+    assert_int_equal(ledger_entries(f->c, UK_NEW), 1);
+}
+
+/*
+ * A full read after the upgrade: the row comes with the version the cache
+ * holds, yet it is not the unchanged hot path, because its phone was not
+ * parsed under the current rule; it gets its key, and the key's state is
+ * ledgered.
+ */
+static void test_consent__upgrade_full_read_parses_again(void **state)
+{
+    struct fixture *f = *state;
+    struct number_record a = dv_row(ROW_A, CONSENT_OPTED_OUT, T0, 10);
+
+    a.raw_phone = "07700 900251";
+    mirror_in(f, &a, "GB");
+    as_under_the_old_rule(f->c);
+    mirror_in(f, &a, "GB");
+    assert_int_equal(
+        testutil_query_int(f->c, "SELECT count(*) FROM numbers WHERE e164 = "
+                                 "'" UK_NEW "' AND phone_error IS NULL AND "
+                                 "phone_warning IS NOT NULL AND "
+                                 "phone_checked = 1 AND status = 3"),
+        1);
+    assert_int_equal(ledger_entries(f->c, UK_NEW), 2);
+    /* And then it is the hot path again. */
+    mirror_in(f, &a, "GB");
+    assert_int_equal(ledger_entries(f->c, UK_NEW), 2);
+}
+
+/*
+ * A delta after the upgrade (Dataverse sends nothing): the recheck pass
+ * keys the rows the old rule left without one, takes the key of a CRM
+ * row the old fast path trusted without a length check, and only adds
+ * the warning to a local row; each state change is ledgered.
+ */
+static void test_consent__recheck_converges_without_dataverse(void **state)
+{
+    struct fixture *f = *state;
+    struct number_record a = dv_row(ROW_A, CONSENT_OPTED_OUT, T0, 10);
+    struct number_record b = dv_row(ROW_B, CONSENT_SINGLE_OPT_IN, T0, 10);
+    int done = 0, rekeyed = 0, total = 0, moved = 0;
+
+    a.raw_phone = "07700 900251";
+    mirror_in(f, &a, "GB");
+    b.raw_phone = "+12345678";
+    mirror_in(f, &b, "GB");
+    express(f, CFG, CONSENT_ACT_OPT_OUT, T0, NULL); /* a local row */
+    as_under_the_old_rule(f->c);
+    assert_int_equal(cache_exec(f->c, "UPDATE numbers SET e164 = "
+                                      "'+12345678', phone_error = NULL "
+                                      "WHERE raw_phone = '+12345678'"),
+                     0);
+    assert_int_equal(cache_exec(f->c, "UPDATE numbers SET phone_checked = 0"),
+                     0);
+    do {
+        assert_int_equal(cache_begin(f->c), 0);
+        assert_int_equal(consent_phones_recheck(f->c, "GB", 2, &done, &rekeyed),
+                         0);
+        assert_int_equal(cache_commit(f->c), 0);
+        total += done;
+        moved += rekeyed;
+    } while (done == 2);
+    assert_int_equal(total, 3);
+    assert_int_equal(moved, 2);
+    assert_int_equal(testutil_query_int(f->c,
+                                        "SELECT count(*) FROM numbers WHERE "
+                                        "phone_checked = 0"),
+                     0);
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM numbers "
+                                              "WHERE e164 = '" UK_NEW "' AND "
+                                              "phone_warning IS NOT NULL"),
+                     1);
+    assert_int_equal(
+        testutil_query_int(f->c, "SELECT count(*) FROM numbers WHERE "
+                                 "raw_phone = '+12345678' AND e164 IS NULL "
+                                 "AND phone_error LIKE '%too short%'"),
+        1);
+    assert_int_equal(
+        testutil_query_int(f->c, "SELECT count(*) FROM numbers WHERE dv_id "
+                                 "IS NULL AND e164 = '" PHONE "' AND "
+                                 "status = 3 AND phone_warning IS NULL"),
+        1);
+    /* none -> opted_out for the new key (after the first mirror's entry),
+     * single_opt_in -> none for the key taken away (the old cache had it
+     * without an entry: set by hand above). */
+    assert_int_equal(ledger_entries(f->c, UK_NEW), 2);
+    assert_int_equal(ledger_entries(f->c, "+12345678"), 1);
+    assert_int_equal(cache_begin(f->c), 0);
+    assert_int_equal(consent_phones_recheck(f->c, "GB", 2, &done, &rekeyed), 0);
+    assert_int_equal(cache_commit(f->c), 0);
+    assert_int_equal(done, 0);
+}
+
 static void test_consent__deleted_row(void **state)
 {
     struct fixture *f = *state;
@@ -877,6 +1034,9 @@ int main(void)
         T(test_consent__own_unconfirmed_write_is_no_expression),
         T(test_consent__duplicates_strictest_and_inactive),
         T(test_consent__phone_change_moves_state),
+        T(test_consent__mirror_keys_possible_numbers),
+        T(test_consent__upgrade_full_read_parses_again),
+        T(test_consent__recheck_converges_without_dataverse),
         T(test_consent__deleted_row),
         T(test_consent__deleted_row_keeps_pending_opt_out),
         cmocka_unit_test(test_consent__reply_meanings),

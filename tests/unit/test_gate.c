@@ -37,6 +37,7 @@
 #define CFG_TWIN1 "6a1c0d6e-0000-0000-0000-000000000005"
 #define CFG_TWIN2 "6a1c0d6e-0000-0000-0000-000000000006"
 #define CFG_NONE "6a1c0d6e-0000-0000-0000-0000000000ff" /* not cached */
+#define CFG_GB "6a1c0d6e-0000-0000-0000-000000000007"   /* its own tests */
 #define PHONE "+4915123456789"
 #define PHONE2 "+4915123456780"
 #define AR_9 "+5491123456789" /* WhatsApp's spelling */
@@ -818,6 +819,116 @@ test_gate__national_input_uses_the_configurations_region(void **state)
     expect_reason(f, CFG, "0151 23456789", NULL, GATE_INVALID_PHONE);
 }
 
+/* ---- one key per person (phone.h note 1) ------------------------------ */
+
+static void opt_out(cache *c, const char *cfg, const char *e164, int64_t at);
+
+/* A CRM row as the poller mirrors it (consent_apply, MIRROR). */
+static void mirror_row(cache *c, const char *dv_id, const char *cfg,
+                       const char *raw, const char *region,
+                       enum consent_status status)
+{
+    struct consent_options opts = { 7 * DAY, 0 };
+    struct number_record rec;
+    struct consent_row row;
+    struct consent_event ev;
+    struct consent_result r;
+
+    memset(&rec, 0, sizeof(rec));
+    snprintf(rec.id, sizeof(rec.id), "%s", dv_id);
+    snprintf(rec.configuration_id, sizeof(rec.configuration_id), "%s", cfg);
+    rec.raw_phone = raw;
+    rec.status = status;
+    rec.active = 1;
+    rec.modified_on = T0;
+    rec.version = 7;
+    memset(&row, 0, sizeof(row));
+    row.rec = &rec;
+    row.region = region;
+    memset(&ev, 0, sizeof(ev));
+    ev.action = CONSENT_ACT_MIRROR;
+    ev.source = CONSENT_SOURCE_DATAVERSE;
+    ev.row = &row;
+    assert_int_equal(consent_apply(&r, c, &opts, &ev), 0);
+}
+
+/*
+ * A CRM row in a range libphonenumber's metadata does not know (UK 07700
+ * 900xxx, German 0154), typed nationally: the gate decides it like any
+ * other number, from any spelling, and says opted_out (not no_consent,
+ * not invalid_phone) for an opted-out one.
+ */
+static void test_gate__possible_but_not_valid_numbers(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const uk[] = { "+447700900251", "07700 900251",
+                                      "+44 7700 900251", "0044 7700 900251" };
+    struct gate_result r;
+    size_t i;
+    int index;
+
+    put_conf(f->c, CFG_GB, "WA UK", 0, 1, "GB");
+    mirror_row(f->c, "3f2e0000-0000-0000-0000-0000000000a1", CFG_GB,
+               "07700 900251", "GB", CONSENT_OPTED_OUT);
+    mirror_row(f->c, "3f2e0000-0000-0000-0000-0000000000a2", CFG,
+               "0154 12345678", "DE", CONSENT_SINGLE_OPT_IN);
+    assert_int_equal(testutil_query_int(f->c, "SELECT count(*) FROM numbers "
+                                              "WHERE e164 IS NULL"),
+                     0);
+    for (index = 0; index <= 1; index++) {
+        open_gate(f, index);
+        for (i = 0; i < sizeof(uk) / sizeof(uk[0]); i++) {
+            r = decide(f, CFG_GB, uk[i], NULL);
+            assert_string_equal(r.e164, "+447700900251");
+            assert_int_equal(r.reason, GATE_OPTED_OUT);
+            assert_int_equal(r.status, CONSENT_OPTED_OUT);
+        }
+        expect_reason(f, CFG, "0154 1234 5678", NULL, GATE_ALLOWED);
+        expect_reason(f, CFG, "+4915412345678", NULL, GATE_ALLOWED);
+        /* Not even possible: still invalid_phone. */
+        expect_reason(f, CFG_GB, "07700 9002", NULL, GATE_INVALID_PHONE);
+    }
+}
+
+/*
+ * The consequence the rule exists for: a STOP from the WhatsApp id of a
+ * CRM row in such a range lands on that row (no second, local row), and
+ * the gate says opted_out for it.
+ */
+static void test_gate__whatsapp_stop_lands_on_the_crm_row(void **state)
+{
+    struct fixture *f = *state;
+    char key[PHONE_E164_MAX];
+    const char *why = NULL;
+
+    put_conf(f->c, CFG_GB, "WA UK", 0, 1, "GB");
+    mirror_row(f->c, "3f2e0000-0000-0000-0000-0000000000b1", CFG_GB,
+               "07700 900251", "GB", CONSENT_SINGLE_OPT_IN);
+    open_gate(f, 1);
+    expect_reason(f, CFG_GB, "07700 900251", NULL, GATE_ALLOWED);
+    assert_int_equal(phone_from_whatsapp(key, "447700900251", &why), 0);
+    opt_out(f->c, CFG_GB, key, NOW - 1);
+    assert_int_equal(
+        testutil_query_int(f->c, "SELECT count(*) FROM numbers "
+                                 "WHERE configuration_id = '" CFG_GB "'"),
+        1);
+    assert_int_equal(
+        testutil_query_int(f->c, "SELECT count(*) FROM numbers WHERE dv_id = "
+                                 "'3f2e0000-0000-0000-0000-0000000000b1' AND "
+                                 "e164 = '+447700900251' AND status = 3 AND "
+                                 "pending_writeback = 1"),
+        1);
+    assert_int_equal(
+        testutil_query_int(f->c, "SELECT count(*) FROM outbox o JOIN numbers n "
+                                 "ON n.local_id = o.number_local_id WHERE "
+                                 "n.dv_id = '3f2e0000-0000-0000-0000-"
+                                 "0000000000b1' AND o.status = 3"),
+        1);
+    expect_reason(f, CFG_GB, "+447700900251", NULL, GATE_OPTED_OUT);
+    open_gate(f, 0);
+    expect_reason(f, CFG_GB, "07700 900251", NULL, GATE_OPTED_OUT);
+}
+
 /* ---- other connections, other processes ------------------------------- */
 
 /* consent_apply() an opt-out; inside the caller's transaction when
@@ -1403,6 +1514,8 @@ int main(void)
         T(test_gate__record_send),
         T(test_gate__bulk_in_input_order),
         T(test_gate__national_input_uses_the_configurations_region),
+        T(test_gate__possible_but_not_valid_numbers),
+        T(test_gate__whatsapp_stop_lands_on_the_crm_row),
         T(test_gate__opt_out_by_another_connection_denies_next),
         T(test_gate__own_connection_commit_is_seen),
         T(test_gate__other_connection_changes_are_seen),
