@@ -155,13 +155,10 @@ static int typed_fast(char *out, const char *input, const char *region)
 
     if (!plain_digits(d, &plus, input))
         return 0;
-    if (region && *region) {
-        r = phone__region_for(region);
-        if (!r)
-            return 0; /* the full path says why */
-    }
     if (plus)
-        return plus_fast(out, d);
+        return plus_fast(out, d); /* needs no region */
+    if (region && *region)
+        r = phone__region_for(region);
     if (!r || !r->idd || !r->main || !r->prefix)
         return 0; /* a region whose prefixes are patterns: full path */
     idd = strlen(r->idd);
@@ -320,9 +317,14 @@ static int parse_full(char *out, const char *input, const char *region,
     char iso[3];
     int has_region = region && *region;
 
-    if (has_region && phone_region_resolve(iso, region) != 0)
-        return reject(why, "unknown region (not an ISO country or a "
-                           "calling code)");
+    /* A number with its "+" needs no region, so a bad one is no error
+     * for it (as for the fast paths). */
+    if (has_region && phone_region_resolve(iso, region) != 0) {
+        if (input[strspn(input, " ")] != '+')
+            return reject(why, "unknown region (not an ISO country or a "
+                               "calling code)");
+        has_region = 0;
+    }
     /* Possible is all a key needs (phone.h note 1): no validity here. */
     if (parse_stable(&r, input, has_region ? iso : NULL, &reason) != 0)
         return reject(why, reason ? reason : "cannot be parsed");

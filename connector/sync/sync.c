@@ -1,6 +1,6 @@
 /*
  * sync — the poller's engine.  See sync.h for the design notes; this file
- * keeps them.  The prefetch thread is in sync_fetch.c.
+ * keeps them.  The page pipeline's threads are in sync_fetch.c.
  */
 #include "sync_p.h"
 
@@ -31,7 +31,7 @@ struct syncer {
     dataverse *dv_main, *dv_fetch;    /* owned */
     struct consent_options consent;
     struct region_entry *regions;  /* owned: configurations' regions */
-    pthread_rwlock_t regions_lock; /* the fetch thread reads regions */
+    pthread_rwlock_t regions_lock; /* the prepare thread reads regions */
     size_t n_regions;
     int lock_fd;
     const struct sync_options *opts; /* of the running sync */
@@ -218,7 +218,7 @@ static int regions_load(syncer *s)
 
     if (!st)
         return ERR_FAIL;
-    /* Only this thread writes the list; the fetch thread reads it. */
+    /* Only this thread writes the list; the prepare thread reads it. */
     pthread_rwlock_wrlock(&s->regions_lock);
     regions_clear(s);
     while ((rc = cache_step(st)) == SQLITE_ROW) {
@@ -251,7 +251,7 @@ static const char *region_for(const syncer *s, const char *id)
 }
 
 /*
- * The fetch thread's copy of a configuration's region: 0 and out filled
+ * The prepare thread's copy of a configuration's region: 0 and out filled
  * (possibly "": none), or -1 when the configuration is not known yet (the
  * storing thread will fetch it and parse the phone itself).
  */
@@ -272,7 +272,7 @@ static int region_copy(syncer *s, const char *id, char *out, size_t n)
     return rc;
 }
 
-/* ---- preparing number pages on the fetch thread (note 6) --------------- */
+/* ---- preparing number pages on the prepare thread (note 6) ------------- */
 
 static void prepare_row(syncer *s, struct sync__row *r, const cJSON *row,
                         int parse_phone)
@@ -305,13 +305,8 @@ static void prepare_numbers(struct sync__page *p, void *payload)
 
     p->n_rows = (size_t)cJSON_GetArraySize(p->page.rows);
     p->rows = xcalloc(p->n_rows ? p->n_rows : 1, sizeof(*p->rows));
-    /* Every other phone: the storing thread parses the rest while it
-     * writes, so both cores share the costliest step. */
     cJSON_ArrayForEach(row, p->page.rows)
-    {
-        prepare_row(payload, &p->rows[i], row, i % 2 == 0);
-        i++;
-    }
+        prepare_row(payload, &p->rows[i++], row, 1);
 }
 
 static void consent_row_of(struct consent_row *out, const syncer *s,
@@ -451,11 +446,13 @@ static int fetch_missing_configurations(syncer *s, const struct dv_page *p)
         if (rc == ERR_NOTFOUND) {
             /* Remember it as known, so later pages do not ask again. */
             log_warn("sync_configuration_missing id=%s", id);
+            pthread_rwlock_wrlock(&s->regions_lock);
             s->regions =
                 xrealloc(s->regions, (s->n_regions + 1) * sizeof(*s->regions));
             snprintf(s->regions[s->n_regions].id, MAPPING_GUID_LEN + 1, "%s",
                      id);
             s->regions[s->n_regions++].region = NULL;
+            pthread_rwlock_unlock(&s->regions_lock);
             continue;
         }
         if (rc)
@@ -617,19 +614,16 @@ static int read_pages(syncer *s, struct read *r, const char *url,
 {
     struct sync__fetcher *f = NULL;
     struct sync__page page;
-    int rc = sync__fetcher_start(&f, s->dv_fetch,
+    int rc = sync__fetcher_start(&f, s->dv_fetch, url, r->full,
                                  r->e == DV_NUMBER ? prepare_numbers : NULL, s);
 
     if (rc)
         return rc;
-    sync__fetch_ask(f, url, r->full);
     for (;;) {
+        /* Note 6: later pages are fetched and prepared meanwhile. */
         rc = sync__fetch_take(&page, dv_err, f);
         if (rc)
             break;
-        /* Note 6: the next page is fetched and prepared meanwhile. */
-        if (page.page.next_link)
-            sync__fetch_ask(f, page.page.next_link, r->full);
         if (r->e == DV_NUMBER)
             rc = fetch_missing_configurations(s, &page.page);
         if (rc == 0)

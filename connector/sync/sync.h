@@ -22,8 +22,12 @@
  *      means a full read, by itself, with one log line.
  *  (5) Only one process advances the links: an exclusive flock on
  *      <cache>.sync.lock (released by the kernel, even on kill -9).
- *  (6) The next page is fetched on a second connection while the current
- *      one is parsed and stored.
+ *  (6) A read is a pipeline of three threads (sync_fetch.c): one GETs
+ *      the pages back to back on its own connection, each request going
+ *      out as soon as the answer before it is in; one maps the rows and
+ *      parses their phones; the calling thread stores the pages in order
+ *      (notes 1-3 hold as for a page at a time).  Bounded queues between
+ *      them bound memory.
  *  (7) A successful sync (docs/design.md) is both tables read to their final
  *      deltaLink and committed; its start time is what staleness counts
  *      from.  Quarantined events are replayed after every sync.

@@ -9,9 +9,8 @@
 #include "sync.h"
 
 /*
- * A number row mapped and its phone parsed on the fetch thread, so the
- * storing thread only writes (the phone parse is the costliest step of a
- * row with a phone as people type it).
+ * A number row mapped and its phone parsed on the prepare thread, so the
+ * storing thread only writes.
  */
 struct sync__row {
     int mapped;      /* rec is valid */
@@ -33,27 +32,28 @@ struct sync__page {
 
 void sync__page_dispose(struct sync__page *p);
 
-/* Prepares a page on the fetch thread (sync.c's number preparer). */
+/* Prepares a page on the prepare thread (sync.c's number preparer). */
 typedef void (*sync__prepare_fn)(struct sync__page *p, void *payload);
 
 /*
- * The prefetcher (note 6 of sync.h): a thread with its own connection
- * that fetches the page asked for while the caller stores the previous.
- * One request in flight at a time.
+ * The page pipeline of one read (note 6 of sync.h, sync_fetch.c): a fetch
+ * thread with its own client GETs `url` and then each nextLink as soon as
+ * the answer before is in, a prepare thread runs `prepare` (may be NULL)
+ * on each page, and the caller takes them in order.  Memory is bounded:
+ * each stage waits while the next is behind.
  */
 struct sync__fetcher;
 
 int sync__fetcher_start(struct sync__fetcher **out, dataverse *dv,
-                        sync__prepare_fn prepare, void *payload);
+                        const char *url, int track, sync__prepare_fn prepare,
+                        void *payload);
 void sync__fetcher_stop(struct sync__fetcher *f); /* NULL is a no-op */
 
-/* Starts fetching `url` (copied). */
-void sync__fetch_ask(struct sync__fetcher *f, const char *url, int track);
-
 /*
- * Waits for the page asked for.  Returns what dataverse_get_page
- * returned; on failure the error message and class are restored into
- * this thread's err and *dv_err holds Dataverse's error.
+ * The next page, in order.  Returns what dataverse_get_page returned for
+ * it; on failure the error message and class are restored into this
+ * thread's err and *dv_err holds Dataverse's error, and no page follows.
+ * Call it again only after a page that has a nextLink.
  */
 int sync__fetch_take(struct sync__page *out, struct dv_error *dv_err,
                      struct sync__fetcher *f);
