@@ -155,9 +155,16 @@ struct json_arena {
     size_t left;
 };
 
-static char *region;             /* reserved, PROT_NONE until used */
-static struct chunk_link *spare; /* released chunks */
-static size_t region_used;       /* chunks handed out so far */
+/* Released chunks stay resident up to this many (a sync's pipeline
+ * parses a page into fresh memory otherwise: a page fault per 4 KiB);
+ * beyond it their pages go back to the kernel. */
+#define WARM_CHUNKS 32
+
+static char *region;            /* reserved, PROT_NONE until used */
+static struct chunk_link *warm; /* released chunks, still resident */
+static struct chunk_link *cold; /* released chunks, pages given back */
+static size_t n_warm;
+static size_t region_used; /* chunks handed out so far */
 static pthread_mutex_t region_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Thread_local struct json_arena *parsing; /* this thread's arena */
 
@@ -192,9 +199,13 @@ static char *chunk_take(void)
     char *c = NULL;
 
     pthread_mutex_lock(&region_mu);
-    if (spare) {
-        c = (char *)spare;
-        spare = spare->next;
+    if (warm) {
+        c = (char *)warm;
+        warm = warm->next;
+        n_warm--;
+    } else if (cold) {
+        c = (char *)cold;
+        cold = cold->next;
     } else if (region && region_used < REGION_CHUNKS) {
         c = region + region_used++ * (size_t)CHUNK_BYTES;
         if (mprotect(c, CHUNK_BYTES, PROT_READ | PROT_WRITE) != 0)
@@ -206,11 +217,22 @@ static char *chunk_take(void)
 
 static void chunk_give(char *c)
 {
-    /* Give the pages back to the kernel: RSS follows live pages. */
-    madvise(c, CHUNK_BYTES, MADV_DONTNEED);
+    struct chunk_link *link = (struct chunk_link *)c;
+    int keep;
+
     pthread_mutex_lock(&region_mu);
-    ((struct chunk_link *)c)->next = spare;
-    spare = (struct chunk_link *)c;
+    keep = n_warm < WARM_CHUNKS;
+    n_warm += (size_t)keep;
+    pthread_mutex_unlock(&region_mu);
+    /* Beyond the warm ones, RSS follows live pages. */
+    if (!keep)
+        madvise(c, CHUNK_BYTES, MADV_DONTNEED);
+    pthread_mutex_lock(&region_mu);
+    link->next = keep ? warm : cold;
+    if (keep)
+        warm = link;
+    else
+        cold = link;
     pthread_mutex_unlock(&region_mu);
 }
 
@@ -248,6 +270,25 @@ static void *arena_alloc(struct json_arena *a, size_t n)
 static void *hook_malloc(size_t n)
 {
     return parsing ? arena_alloc(parsing, n) : malloc(n);
+}
+
+void jsonutil_arena_trim(void)
+{
+    struct chunk_link *list, *next;
+
+    pthread_mutex_lock(&region_mu);
+    list = warm;
+    warm = NULL;
+    n_warm = 0;
+    pthread_mutex_unlock(&region_mu);
+    for (; list; list = next) {
+        next = list->next;
+        madvise(list, CHUNK_BYTES, MADV_DONTNEED);
+        pthread_mutex_lock(&region_mu);
+        list->next = cold;
+        cold = list;
+        pthread_mutex_unlock(&region_mu);
+    }
 }
 
 void jsonutil_arena_free(struct json_arena *a)

@@ -43,6 +43,10 @@ cJSON *jsonutil_parse_arena(const char *text, size_t len,
                             struct json_arena **out_arena);
 void jsonutil_arena_free(struct json_arena *a); /* NULL is a no-op */
 
+/* Gives the pages of released arena memory back to the kernel (a sync
+ * keeps some resident between pages; call it when a read ends). */
+void jsonutil_arena_trim(void);
+
 /* Member `name` as a string / integer, or NULL / `dflt` when absent or of
  * another type. */
 const char *jsonutil_str(const cJSON *obj, const char *name);

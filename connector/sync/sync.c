@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "configurations.h"
 #include "err.h"
+#include "jsonutil.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -298,6 +299,49 @@ static void prepare_row(syncer *s, struct sync__row *r, const cJSON *row,
     }
 }
 
+/* Copies a borrowed string into the page's pool; NULL stays NULL. */
+static const char *pooled(char **at, const char *s)
+{
+    size_t n;
+    char *copy;
+
+    if (!s)
+        return NULL;
+    n = strlen(s) + 1;
+    copy = memcpy(*at, s, n);
+    *at += n;
+    return copy;
+}
+
+/*
+ * The rows' strings move from the JSON tree into one buffer, and the tree
+ * goes: a page waiting to be stored keeps a few hundred bytes a row, not
+ * its whole JSON.
+ */
+static void page_compact(struct sync__page *p)
+{
+    struct number_record *rec;
+    size_t i, bytes = 1;
+    char *at;
+
+    for (i = 0; i < p->n_rows; i++) {
+        rec = &p->rows[i].rec;
+        bytes += (rec->raw_phone ? strlen(rec->raw_phone) + 1 : 0) +
+                 (rec->source ? strlen(rec->source) + 1 : 0) +
+                 (rec->topics ? strlen(rec->topics) + 1 : 0);
+    }
+    at = p->strings = xmalloc(bytes);
+    for (i = 0; i < p->n_rows; i++) {
+        rec = &p->rows[i].rec;
+        rec->raw_phone = pooled(&at, rec->raw_phone);
+        rec->source = pooled(&at, rec->source);
+        rec->topics = pooled(&at, rec->topics);
+    }
+    jsonutil_arena_free(p->page.arena);
+    p->page.arena = NULL;
+    p->page.root = p->page.rows = NULL;
+}
+
 static void prepare_numbers(struct sync__page *p, void *payload)
 {
     const cJSON *row;
@@ -307,6 +351,13 @@ static void prepare_numbers(struct sync__page *p, void *payload)
     p->rows = xcalloc(p->n_rows ? p->n_rows : 1, sizeof(*p->rows));
     cJSON_ArrayForEach(row, p->page.rows)
         prepare_row(payload, &p->rows[i++], row, 1);
+    page_compact(p);
+}
+
+/* Rows in a page, prepared or not. */
+static int page_rows(const struct sync__page *p)
+{
+    return p->rows ? (int)p->n_rows : cJSON_GetArraySize(p->page.rows);
 }
 
 static void consent_row_of(struct consent_row *out, const syncer *s,
@@ -427,20 +478,16 @@ static int apply_rows(syncer *s, enum dv_entity e, const struct sync__page *p,
  * A number whose Configuration is not cached yet: fetch that one row by
  * id before the page's transaction (never a failed page).
  */
-static int fetch_missing_configurations(syncer *s, const struct dv_page *p)
+static int fetch_missing_configurations(syncer *s, const struct sync__page *p)
 {
-    const char *key = s->m->number.configuration_value;
-    char id[MAPPING_GUID_LEN + 1];
-    const cJSON *row, *v;
+    const char *id;
     cJSON *got;
+    size_t i;
     int rc;
 
-    cJSON_ArrayForEach(row, p->rows)
-    {
-        v = cJSON_GetObjectItemCaseSensitive(row, key);
-        if (!cJSON_IsString(v) ||
-            mapping_guid_normalize(id, v->valuestring) != 0 ||
-            region_entry(s, id))
+    for (i = 0; i < p->n_rows; i++) {
+        id = p->rows[i].rec.configuration_id;
+        if (!p->rows[i].mapped || !id[0] || region_entry(s, id))
             continue;
         rc = dataverse_get_row(&got, s->dv_main, DV_CONFIGURATION, id);
         if (rc == ERR_NOTFOUND) {
@@ -559,7 +606,7 @@ static int commit_page(syncer *s, struct read *r, const struct sync__page *sp,
     const struct dv_page *p = &sp->page;
     int last = p->next_link == NULL;
     const char *delta = last ? p->delta_link : kept_delta_link;
-    int n = cJSON_GetArraySize(p->rows);
+    int n = page_rows(sp);
     int rc;
 
     if (last && !p->delta_link) {
@@ -624,8 +671,12 @@ static int read_pages(syncer *s, struct read *r, const char *url,
         rc = sync__fetch_take(&page, dv_err, f);
         if (rc)
             break;
+        /* The last page: nothing is parsed any more, and storing it may
+         * build the indexes, so the parser's spare memory goes first. */
+        if (!page.page.next_link)
+            jsonutil_arena_trim();
         if (r->e == DV_NUMBER)
-            rc = fetch_missing_configurations(s, &page.page);
+            rc = fetch_missing_configurations(s, &page);
         if (rc == 0)
             rc = commit_page(s, r, &page, kept);
         if (rc || !page.page.next_link) {

@@ -89,8 +89,7 @@ static int queue_push(struct sync__fetcher *f, struct queue *q,
 }
 
 /* Waits for an item; -1 when the read was stopped. */
-static int queue_pop(struct sync__fetcher *f, struct queue *q,
-                     struct item *out)
+static int queue_pop(struct sync__fetcher *f, struct queue *q, struct item *out)
 {
     while (q->count == 0 && !f->quit)
         pthread_cond_wait(&q->not_empty, &f->mu);
@@ -119,8 +118,7 @@ static int pass_on(struct sync__fetcher *f, struct queue *q, struct item *it)
 /* ---- the two threads ------------------------------------------------ */
 
 /* One request; on failure its error, copied out of this thread. */
-static void fetch_one(struct item *it, struct sync__fetcher *f,
-                      const char *url)
+static void fetch_one(struct item *it, struct sync__fetcher *f, const char *url)
 {
     memset(it, 0, sizeof(*it));
     it->rc = dataverse_get_page(&it->page.page, f->dv, url, f->track);
@@ -222,7 +220,9 @@ void sync__page_dispose(struct sync__page *p)
 {
     dv_page_dispose(&p->page);
     free(p->rows);
+    free(p->strings);
     p->rows = NULL;
+    p->strings = NULL;
     p->n_rows = 0;
 }
 

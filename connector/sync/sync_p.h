@@ -23,11 +23,17 @@ struct sync__row {
     char deleted_id[MAPPING_GUID_LEN + 1];
 };
 
-/* A page and, for number pages, its rows prepared in page order. */
+/*
+ * A page and, for number pages, its rows prepared in page order.  A
+ * prepared page no longer holds its JSON (page.root and page.rows are
+ * NULL; the rows' strings live in `strings`), so pages waiting to be
+ * stored are small.
+ */
 struct sync__page {
     struct dv_page page;
     struct sync__row *rows; /* owned; NULL when not prepared */
     size_t n_rows;
+    char *strings; /* owned: the prepared rows' strings */
 };
 
 void sync__page_dispose(struct sync__page *p);

@@ -13,6 +13,11 @@
  *      connection committed an opt-out (the index catches up).
  *   5. what migration 2's journal triggers cost the sync's row writes:
  *      the sync's own statements, on a cache with and without them.
+ *   6. `optsync gate` itself with 100,000 phones on stdin: decisions/s net
+ *      of start-up (the same command with one phone: process, config,
+ *      cache and, in index mode, the index load), for --index auto (which
+ *      loads the index for that many) and --index off (SQLite per phone).
+ *      Needs OPTSYNC_BENCH_BUILD (scripts/bench sets it).
  *
  * Usage: bench_gate [NUMBERS]
  */
@@ -515,6 +520,81 @@ static void bench_reads(gate *g, cache *c, const char *keys, size_t n)
     free(storage);
 }
 
+/* ---- 6. the CLI --------------------------------------------------------- */
+
+/* Median wall seconds of `cmd` (a shell command) over three runs. */
+static double run_cmd(const char *cmd)
+{
+    double t[3], x;
+    int i, j;
+
+    for (i = 0; i < 3; i++) {
+        x = now_s(CLOCK_MONOTONIC);
+        if (system(cmd) == -1)
+            must(0, "system");
+        t[i] = now_s(CLOCK_MONOTONIC) - x;
+    }
+    for (i = 0; i < 3; i++)
+        for (j = i + 1; j < 3; j++)
+            if (t[j] < t[i]) {
+                x = t[i];
+                t[i] = t[j];
+                t[j] = x;
+            }
+    return t[1];
+}
+
+static void bench_cli(const char *dir, const char *path, const char *keys,
+                      size_t n)
+{
+    const char *build = getenv("OPTSYNC_BENCH_BUILD");
+    static const char *const modes[] = { "auto", "off" };
+    char *in = xasprintf("%s/phones.txt", dir), *one, *cmd, *base, *storage;
+    char *config;
+    const char **qs;
+    size_t q = 100000, i, m;
+    double t_one, t_all;
+    FILE *f;
+
+    if (!build) {
+        printf("optsync gate (CLI): skipped (OPTSYNC_BENCH_BUILD unset)\n");
+        free(in);
+        return;
+    }
+    qs = questions(&storage, keys, n, q);
+    one = xasprintf("%s/one.txt", dir);
+    must((f = fopen(in, "w")) != NULL, "phones file");
+    for (i = 0; i < q; i++)
+        fprintf(f, "%s\n", qs[i]);
+    fclose(f);
+    must((f = fopen(one, "w")) != NULL, "phone file");
+    fprintf(f, "%s\n", qs[0]);
+    fclose(f);
+    config = testutil_source_path("config/optsync.ini");
+    base = xasprintf("%s/optsync -c %s -o cache.path=%s gate "
+                     "--configuration " CFG,
+                     build, config, path);
+    free(config);
+    for (m = 0; m < 2; m++) {
+        cmd = xasprintf("%s --index %s < %s > /dev/null", base,
+                        m == 0 ? "on" : "off", one);
+        t_one = run_cmd(cmd);
+        free(cmd);
+        cmd = xasprintf("%s --index %s < %s > /dev/null", base, modes[m], in);
+        t_all = run_cmd(cmd);
+        free(cmd);
+        printf("optsync gate, %zu phones, --index %-4s %6.3f s total, "
+               "start-up %.3f s: %9.0f decisions/s net\n",
+               q, modes[m], t_all, t_one,
+               (double)q / (t_all > t_one ? t_all - t_one : 1e-9));
+    }
+    free(base);
+    free(one);
+    free(in);
+    free(qs);
+    free(storage);
+}
+
 int main(int argc, char **argv)
 {
     size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000, i;
@@ -539,6 +619,7 @@ int main(int argc, char **argv)
     printf("gate_new (index build): %.2f s\n", sw.wall);
     bench_reads(g, c, keys, n);
     bench_catch_up(g, path, keys);
+    bench_cli(dir, path, keys, n);
     gate_free(g);
     cache_close(c);
     bench_write_costs(dir, 100000);

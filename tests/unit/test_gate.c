@@ -1500,6 +1500,91 @@ static void test_gate__cli(void **state)
     free(out);
 }
 
+/*
+ * `optsync gate` reads SQLite per phone for a few phones and loads the
+ * index for many (--index auto): both give byte for byte the same answers
+ * for every kind of row and input, in text and JSON, with a topic, and
+ * the same exit code.
+ */
+static void test_gate__cli_index_modes_agree(void **state)
+{
+    struct fixture *f = *state;
+    struct strbuf in;
+    struct row row;
+    char e164[32], *out[4];
+    char *argv[4][8];
+    int rc[4], k, i, json;
+
+    for (i = 0; i < 3000; i++) {
+        snprintf(e164, sizeof(e164), "+49151%08d", i);
+        row.status = i % 4;
+        row.active = i % 7 != 0;
+        row.e164 = i % 97 == 0 ? NULL : e164;
+        row.topics = i % 11 == 0 ? "news, offers" : NULL;
+        row.paused_until = i % 13 == 0 ? NOW + DAY : 0;
+        add_row(f->c, i % 5 ? CFG : CFG_DOI, &row);
+        if (i % 3 == 0) /* a second row of the same number */
+            add_row(f->c, CFG, &row);
+    }
+    row = (struct row){ CONSENT_OPTED_OUT, 1, AR, NULL, 0 };
+    add_row(f->c, CFG, &row);
+    strbuf_init(&in, 1 << 20);
+    for (i = 0; i < 6000; i++) {
+        switch (i % 7) {
+        case 0: strbuf_addf(&in, "+49151%08d\n", i / 2); break;
+        case 1: strbuf_addf(&in, "  0151 %08d \n\n", i / 2); break;
+        case 2: strbuf_addf(&in, "+49 151 %04d %04d\n", 0, i / 2); break;
+        case 3: strbuf_adds(&in, "n/a\n"); break;
+        case 4:
+            strbuf_adds(&in, i % 2 ? AR_9 "\n" : "+54 11 2345-6789\n");
+            break;
+        case 5: strbuf_addf(&in, "+4917%09d\n", i); break;
+        default: strbuf_addf(&in, "07700 9%05d\n", i); break;
+        }
+    }
+    for (json = 0; json <= 1; json++) {
+        static char *const modes[] = { "--index=off", "--index=on",
+                                       "--index=auto" };
+        for (k = 0; k < 3; k++) {
+            argv[k][0] = "gate";
+            argv[k][1] = "--configuration";
+            argv[k][2] = "WA Main";
+            argv[k][3] = modes[k];
+            argv[k][4] = "--topic";
+            argv[k][5] = json ? "news" : "offers";
+            argv[k][6] = "--json";
+            rc[k] = run_cli(f, in.data, &out[k], json ? 7 : 6, argv[k]);
+        }
+        assert_int_equal(rc[0], EXIT_NEGATIVE);
+        for (k = 1; k < 3; k++) {
+            assert_int_equal(rc[k], rc[0]);
+            assert_string_equal(out[k], out[0]);
+        }
+        assert_non_null(strstr(out[0], "opted_out"));
+        assert_non_null(strstr(out[0], "topic_opted_out"));
+        assert_non_null(strstr(out[0], "paused"));
+        assert_non_null(strstr(out[0], "allowed"));
+        assert_non_null(strstr(out[0], "invalid_phone"));
+        for (k = 0; k < 3; k++)
+            free(out[k]);
+    }
+    /* A few phones (auto reads SQLite per phone): the same answers. */
+    argv[3][0] = "gate";
+    argv[3][1] = "--configuration";
+    argv[3][2] = CFG;
+    argv[3][3] = "--index=on";
+    rc[0] = run_cli(f, "+4915100000004\n0151 00000008\n", &out[0], 4, argv[3]);
+    rc[1] = run_cli(f, "+4915100000004\n0151 00000008\n", &out[1], 3, argv[3]);
+    assert_int_equal(rc[0], rc[1]);
+    assert_string_equal(out[0], out[1]);
+    free(out[0]);
+    free(out[1]);
+    argv[3][3] = "--index=maybe";
+    assert_int_equal(run_cli(f, NULL, &out[0], 4, argv[3]), EXIT_USAGE);
+    free(out[0]);
+    strbuf_dispose(&in);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1530,6 +1615,7 @@ int main(void)
         T(test_gate__stats),
         cmocka_unit_test(test_gate__index_against_a_reference),
         T(test_gate__cli),
+        T(test_gate__cli_index_modes_agree),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
