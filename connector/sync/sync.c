@@ -350,7 +350,9 @@ static void prepare_numbers(struct sync__page *p, void *payload)
     p->n_rows = (size_t)cJSON_GetArraySize(p->page.rows);
     p->rows = xcalloc(p->n_rows ? p->n_rows : 1, sizeof(*p->rows));
     cJSON_ArrayForEach(row, p->page.rows)
+    {
         prepare_row(payload, &p->rows[i++], row, 1);
+    }
     page_compact(p);
 }
 
