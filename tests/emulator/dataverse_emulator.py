@@ -38,6 +38,7 @@ from emu_auth import DEFAULT_TENANT, Auth  # noqa: E402
 from emu_batch import Batch  # noqa: E402
 from emu_control import Control  # noqa: E402
 from emu_faults import Faults, Monitor, RequestInfo  # noqa: E402
+from emu_respcache import ResponseCache  # noqa: E402
 from emu_protection import (BURST, CONCURRENCY, TIME, Limits,  # noqa: E402
                             Protection, Refusal)
 from emu_pipeline import OpContext, Pipeline  # noqa: E402
@@ -93,6 +94,8 @@ class Emulator:
         self.webapi.batch.account = self.account_inner
         self.latency_ms = 0.0
         self.set_latency(args.latency_ms, args.op_ms)
+        self.responses = (ResponseCache(args.response_cache << 20)
+                          if args.response_cache > 0 else None)
         self.control = Control(self)
         self.port = None
         self.tls = bool(args.tls_cert)
@@ -292,6 +295,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send(400, b"Bad Request - Invalid Hostname\n", "text/plain")
             return
         if path.startswith("/_emulator/"):
+            if self.emu.responses:
+                self.emu.responses.clear()
             status, doc = self.emu.control.handle(
                 self.command, path[len("/_emulator/"):].rstrip("/"),
                 {k: v[0] for k, v in parse_qs(query).items()}, body)
@@ -376,8 +381,16 @@ class Handler(BaseHTTPRequestHandler):
                     drop = outcome
             req = Request(self.command, path, query, self.headers,
                           self.origin(), body)
+            key = resp = None
+            if e.responses:
+                key = e.responses.key(identity, self.command, self.path,
+                                      self.headers, e.store.version)
+                resp = e.responses.get(key) if key else None
             try:
-                resp = e.webapi.handle(req, identity)
+                if resp is None:
+                    resp = e.webapi.handle(req, identity)
+                    if key:
+                        e.responses.put(key, resp)
             except HttpError as err:
                 if drop != "lost":
                     raise
@@ -471,6 +484,9 @@ def parse_args(argv):
                     help="round-trip latency added to each Web API request")
     ap.add_argument("--op-ms", type=float, default=0.0,
                     help="server time added to each write operation")
+    ap.add_argument("--response-cache", type=int, default=0, metavar="MIB",
+                    help="reuse answers to repeated reads while nothing "
+                    "changed, up to MIB MiB (benchmarks; emu_respcache.py)")
     ap.add_argument("--snapshot-load")
     ap.add_argument("--snapshot-save")
     ap.add_argument("--quiet", action="store_true",

@@ -58,6 +58,7 @@ class Control:
             ("POST", r"snapshot", self.snapshot),
             ("POST", r"wait", self.wait),
             ("GET", r"latency", self.latency_get),
+            ("POST", r"response-cache", self.response_cache_set),
             ("POST", r"latency", self.latency_set),
             ("GET", r"webhooks", self.webhooks_list),
             ("POST", r"webhooks/endpoints", self.endpoint_add),
@@ -106,6 +107,10 @@ class Control:
         out["faults"] = e.faults.listing()
         out["version"] = e.store.version
         out["webhooks"] = e.webhooks.summary()
+        if e.responses:
+            out["response_cache"] = {"hits": e.responses.hits,
+                                     "misses": e.responses.misses,
+                                     "enabled": e.responses.enabled}
         return 200, out
 
     def state(self, body, query):
@@ -257,6 +262,14 @@ class Control:
         offset = self.emu.clock.advance(float(body.get("advance", 0)))
         self.emu.monitor.notify()
         return 200, {"now": self.emu.clock.now(), "offset": offset}
+
+    # -- response cache (emu_respcache.py) -------------------------------------
+    def response_cache_set(self, body, query):
+        cache = self.emu.responses
+        if cache is None:
+            raise ControlError(400, "start the emulator with --response-cache")
+        cache.enabled = bool(body.get("enabled", True))
+        return 200, {"enabled": cache.enabled}
 
     # -- latency --------------------------------------------------------------
     def latency_get(self, body, query):
