@@ -581,18 +581,26 @@ static int recheck_rows_load(struct recheck_row **out, int *n, cache *c,
     return 0;
 }
 
+/* `rekey`: the key changed.  Otherwise e164 is left out of the SET, so
+ * SQLite touches neither its indexes nor the gate's journal trigger (an
+ * upgrade checks every row once). */
 static int recheck_write(cache *c, const struct recheck_row *r,
-                         const struct row_plan *p)
+                         const struct row_plan *p, int rekey)
 {
-    sqlite3_stmt *st = cache_stmt(
-        c, "UPDATE numbers SET e164 = ?2, phone_error = ?3, "
-           "phone_warning = ?4, phone_checked = 1 WHERE local_id = ?1");
+    sqlite3_stmt *st =
+        rekey ? cache_stmt(c, "UPDATE numbers SET e164 = ?2, phone_error = "
+                              "?3, phone_warning = ?4, phone_checked = 1 "
+                              "WHERE local_id = ?1")
+              : cache_stmt(c, "UPDATE numbers SET phone_warning = ?4, "
+                              "phone_checked = 1 WHERE local_id = ?1");
 
     if (!st)
         return ERR_FAIL;
     cache_bind_int(st, 1, r->local_id);
-    cache_bind_text(st, 2, p->e164[0] ? p->e164 : NULL);
-    cache_bind_text(st, 3, p->e164[0] ? NULL : p->phone_error);
+    if (rekey) {
+        cache_bind_text(st, 2, p->e164[0] ? p->e164 : NULL);
+        cache_bind_text(st, 3, p->e164[0] ? NULL : p->phone_error);
+    }
     cache_bind_text(st, 4, p->e164[0] ? p->phone_warning : NULL);
     return cache_step(st) == SQLITE_DONE ? 0 : ERR_FAIL;
 }
@@ -623,7 +631,7 @@ static int recheck_one(cache *c, const struct recheck_row *r,
     }
     p.phone_warning = p.e164[0] ? phone_warning(p.e164) : NULL;
     if (r->e164 ? strcmp(r->e164, p.e164) == 0 : !p.e164[0])
-        return recheck_write(c, r, &p); /* the same key */
+        return recheck_write(c, r, &p, 0); /* the same key */
     old_before.status = new_before.status = CONSENT_NONE;
     if (r->e164) {
         consent__keys_init(&keys, r->e164);
@@ -634,7 +642,7 @@ static int recheck_one(cache *c, const struct recheck_row *r,
         rc = consent__state_load(&new_before, c, r->configuration_id, &keys);
     }
     if (rc == 0)
-        rc = recheck_write(c, r, &p);
+        rc = recheck_write(c, r, &p, 1);
     if (rc == 0 && r->e164)
         rc = record_if_changed(c, r->configuration_id, r->e164, &old_before,
                                CONSENT_SOURCE_DATAVERSE, now, &e);

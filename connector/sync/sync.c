@@ -848,7 +848,7 @@ static int count_phones(syncer *s)
     return 0;
 }
 
-#define RECHECK_BATCH 2000
+#define RECHECK_BATCH 10000
 
 /* Note 8: phones not parsed under the current rule, parsed again. */
 static int recheck_phones(syncer *s)
