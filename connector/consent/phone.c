@@ -81,10 +81,14 @@ static int international_fast(char *out, const char *digits)
     return 1;
 }
 
+/* Digits a typed number may have: a key's, and an international prefix
+ * ("011") before them. */
+#define TYPED_DIGITS_MAX (PHONE__DIGITS_MAX + 4)
+
 /*
  * The digits of `s` when it holds only digits, blanks and the separators
  * Parse drops (- . / ( )), with at most a leading "+" (*plus).  0 when it
- * holds anything else or more digits than a key can have.
+ * holds anything else or more than TYPED_DIGITS_MAX digits.
  */
 static int plain_digits(char *out, int *plus, const char *s)
 {
@@ -94,7 +98,7 @@ static int plain_digits(char *out, int *plus, const char *s)
     *plus = *s == '+';
     for (s += *plus; *s; s++) {
         if (*s >= '0' && *s <= '9') {
-            if (n == PHONE__DIGITS_MAX)
+            if (n == TYPED_DIGITS_MAX)
                 return 0;
             out[n++] = *s;
         } else if (!strchr(" -./()", *s)) {
@@ -149,7 +153,7 @@ static int plus_fast(char *out, const char *digits)
 static int typed_fast(char *out, const char *input, const char *region)
 {
     const struct phone__region *r = NULL;
-    char d[PHONE__DIGITS_MAX + 1], code[8];
+    char d[TYPED_DIGITS_MAX + 1], code[8];
     size_t idd;
     int plus;
 
