@@ -150,7 +150,7 @@ static cJSON *collect(struct cli_ctx *ctx, int *stale)
     cJSON_AddBoolToObject(o, "stale", *stale);
     cJSON_AddNumberToObject(o, "max_staleness_seconds", (double)max_ms / 1000);
     cJSON_AddItemToObject(o, "configurations", configurations(ctx->cache));
-    /* The partial indexes of migration 3, named (sync.c, count_phones). */
+    /* The partial indexes of migration 6, named (sync.c, count_phones). */
     cJSON_AddNumberToObject(
         o, "unparseable",
         (double)scalar(ctx->cache, "SELECT count(*) FROM numbers INDEXED BY "

@@ -179,7 +179,7 @@ void consent_baseline_dispose(struct consent_baseline *b);
 
 /*
  * Parses again the phones of rows not parsed under the current rule
- * (migration 3: rows from before it, rows written by code that parses no
+ * (migration 6: rows from before it, rows written by code that parses no
  * phones), at most `max` rows in the caller's transaction, oldest first.
  * A Dataverse row's raw_phone is parsed with its Configuration's region
  * (else `default_region`, may be NULL); a local row (no Dataverse id)

@@ -28,7 +28,7 @@ struct existing {
     char *e164;          /* owned; NULL when unparseable */
     char *phone_error;   /* owned */
     char *phone_warning; /* owned */
-    int phone_checked;   /* parsed under the current rule (migration 3) */
+    int phone_checked;   /* parsed under the current rule (migration 6) */
     enum consent_status status;
     int has_dv_status;
     enum consent_status dv_status;
@@ -447,7 +447,7 @@ int consent__mirror(struct consent_result *out, cache *c,
     }
     rc = find_existing(&x, &p, &planned, c, ev->row);
     /* A row not parsed under the current rule goes the long way even when
-     * unchanged (migration 3). */
+     * unchanged (migration 6). */
     if (rc == 0 && x.found && r->version && x.version == r->version &&
         x.phone_checked &&
         strcmp(x.configuration_id, r->configuration_id) == 0) {
@@ -519,7 +519,7 @@ out:
     return rc;
 }
 
-/* ---- phones parsed again (migration 3) ---------------------------------- */
+/* ---- phones parsed again (migration 6) ---------------------------------- */
 
 struct recheck_row {
     int64_t local_id;

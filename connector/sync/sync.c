@@ -829,7 +829,7 @@ static int run_record(cache *c, int64_t *id, const struct sync_result *r,
     return cache_step(st) == SQLITE_DONE ? 0 : ERR_FAIL;
 }
 
-/* Both counts read a partial index (migration 3), not the table: named,
+/* Both counts read a partial index (migration 6), not the table: named,
  * since without statistics the planner prefers scanning numbers_by_phone
  * (a million entries) to the small index that has only these rows. */
 static int count_phones(syncer *s)

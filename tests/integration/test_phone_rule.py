@@ -100,7 +100,7 @@ class PossibleNumbers(OptsyncCase):
                          [("+447700900252", "opted_out")])
 
     def old_rule(self):
-        """The cache as the old rule left it, upgraded by migration 3:
+        """The cache as the old rule left it, upgraded by migration 6:
         no key, the old reason, not checked under the current rule."""
         db = sqlite3.connect(self.cache_path)
         try:

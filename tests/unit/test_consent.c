@@ -730,7 +730,7 @@ static void test_consent__phone_change_moves_state(void **state)
                      3);
 }
 
-/* ---- phones under the possible-number rule (migration 3) ----------------- */
+/* ---- phones under the possible-number rule (migration 6) ----------------- */
 
 #define UK_NEW "+447700900251" /* possible, not in the metadata */
 
@@ -748,7 +748,7 @@ static void mirror_in(struct fixture *f, const struct number_record *rec,
     assert_int_equal(consent_apply(&r, f->c, &f->opts, &ev), 0);
 }
 
-/* What a row looks like after the old rule, upgraded by migration 3. */
+/* What a row looks like after the old rule, upgraded by migration 6. */
 static void as_under_the_old_rule(cache *c)
 {
     assert_int_equal(
