@@ -613,6 +613,7 @@ int listener_new(listener **out, const struct optsync_config *cfg,
 
     pthread_once(&libevent_once, libevent_init);
     l->cfg = cfg;
+    l->m = m;
     l->fd = -1;
     l->max_connections = (long)cfg->listener.max_connections;
     consent_options_init(&l->consent, cfg, m);
@@ -633,6 +634,8 @@ int listener_new(listener **out, const struct optsync_config *cfg,
         goto fail;
     }
     if (tls_init(l) != 0 || listener__api_register(l) != 0)
+        goto fail;
+    if (listener__webhooks_register(l) != 0)
         goto fail;
     *out = l;
     return 0;
@@ -689,7 +692,7 @@ int listener_start(listener *l)
     l->n_workers = worker_count(l->cfg);
     if (bind_socket(l) != 0 ||
         writer_new(&l->w, l->cfg->cache.path, &wopts) != 0 ||
-        start_workers(l) != 0) {
+        listener__housekeeping_start(l) != 0 || start_workers(l) != 0) {
         listener_stop(l);
         return ERR_FAIL;
     }
@@ -729,6 +732,7 @@ void listener_stop(listener *l)
     }
     writer_free(l->w); /* commits what is queued (writer.h note 6) */
     l->w = NULL;
+    listener__housekeeping_stop(l);
     if (l->fd >= 0)
         close(l->fd);
     l->fd = -1;
@@ -741,6 +745,7 @@ void listener_free(listener *l)
     if (!l)
         return;
     listener_stop(l);
+    listener__webhooks_free(l);
     free(l->workers);
     route_table_dispose(&l->routes);
     if (l->tls)

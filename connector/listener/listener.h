@@ -35,6 +35,22 @@
  *      requests on open connections get 503 and Connection: close),
  *      then leaves its loop; the writer then commits whatever is
  *      queued.  Nothing in flight is dropped unanswered.
+ *  (5) Housekeeping: one more thread with its own cache connection,
+ *      outside the writer's transactions, so no request ever waits for
+ *      it: the quarantine replay a WhatsApp delivery asked for (it
+ *      linked a new BSUID: waiting username-only events may now be
+ *      keyed) and, at start and then hourly, the pruning of old
+ *      de-duplication keys (WhatsApp: 8 days, Meta retries for 7;
+ *      Dataverse: 7 days).  A failure is logged and tried again next
+ *      time; it never stops the listener.
+ *  (6) Webhook routes (listener_webhooks.c): GET /webhooks/whatsapp
+ *      (handshake), POST /webhooks/whatsapp[/{configuration}] and
+ *      POST /webhooks/dataverse.  Each checks its secret before parsing,
+ *      parses on the worker, applies through the writer and answers 200
+ *      only after the commit (whatsapp.h and dv_webhook.h give the
+ *      status of every result).  A Dataverse hint is only queued
+ *      (table dv_refetch); reading those rows back is `serve`'s job,
+ *      woken by the listener_on_refetch() hook.
  *
  *   listener_new --> listener_start (bind, threads) --> RUNNING
  *       --> listener_stop (drain, join, writer_stop) --> STOPPED
@@ -51,10 +67,12 @@ typedef struct listener listener;
 
 /*
  * A listener configured by `cfg` ([listener], [cache], [sync], [gate],
- * [consent]; borrowed, must outlive it) and `m` (the mapping, borrowed,
- * may be NULL), with the built-in routes (gate API, health, metrics)
- * registered.  Nothing is bound yet.  Returns 0, or ERR_FAIL (TLS files
- * unreadable or not matching) with err_set.
+ * [consent], [whatsapp], [dataverse_webhook]; borrowed, must outlive it)
+ * and `m` (the mapping, borrowed, may be NULL: then POST
+ * /webhooks/dataverse answers 404 as if it had no key), with the
+ * built-in routes (gate API, health, metrics, webhooks) registered.
+ * Nothing is bound yet.  Returns 0, or ERR_FAIL (TLS files unreadable or
+ * not matching, an unusable [consent] keyword) with err_set.
  */
 int listener_new(listener **out, const struct optsync_config *cfg,
                  const struct mapping *m);
@@ -83,5 +101,22 @@ void listener_free(listener *l); /* stops first; NULL is a no-op */
 
 /* The writer (for stats and tests); NULL before listener_start. */
 writer *listener_writer(listener *l);
+
+/*
+ * The re-fetch hook, for `optsync serve`: fn(payload) is called each time
+ * a POST /webhooks/dataverse delivery committed a hint (outcome
+ * DV_WEBHOOK_QUEUED: the row waits in dv_refetch, see dv_webhook.h notes
+ * 4 and 7).  serve then wakes the thread that runs
+ * dv_webhook_refetch_run() with its own cache connection and Dataverse
+ * client; rows a hook call was missed for still wait in the table, and
+ * dv_webhook_refetch_pending() says when the next one is due.
+ *
+ * Called on a worker thread after the commit and before the 200 goes
+ * out: it must be thread-safe, quick and must not block (signal a
+ * condition variable, write to an eventfd).  Set it before
+ * listener_start; fn NULL removes it.
+ */
+typedef void (*listener_refetch_fn)(void *payload);
+void listener_on_refetch(listener *l, listener_refetch_fn fn, void *payload);
 
 #endif

@@ -67,6 +67,13 @@ struct listener {
     atomic_long connections; /* admitted, all workers */
     long max_connections;
     int started, stopped;
+
+    /* the webhook routes (listener_webhooks.c, housekeeping.c) */
+    const struct mapping *m;              /* borrowed; may be NULL */
+    struct listener__webhooks *webhooks;  /* owned */
+    struct listener__housekeeping *house; /* owned; from listener_start */
+    listener_refetch_fn on_refetch;       /* listener_on_refetch */
+    void *on_refetch_payload;
 };
 
 struct route_req {
@@ -111,5 +118,24 @@ int listener__key_ok(const struct listener *l, const struct route_req *r);
 
 /* Registers the gate API, /healthz, /readyz and /metrics. */
 int listener__api_register(struct listener *l);
+
+/* ---- listener_webhooks.c ------------------------------------------------- */
+
+/* Builds what the webhook routes share (keywords, secrets, the Dataverse
+ * webhook handle) and registers GET/POST /webhooks/whatsapp,
+ * POST /webhooks/whatsapp/{configuration} and POST /webhooks/dataverse.
+ * Returns 0, or ERR_FAIL (a configured keyword is unusable). */
+int listener__webhooks_register(struct listener *l);
+void listener__webhooks_free(struct listener *l);
+
+/* ---- housekeeping.c ------------------------------------------------------ */
+
+/* Starts / stops the housekeeping thread (listener.h design note 5). */
+int listener__housekeeping_start(struct listener *l);
+void listener__housekeeping_stop(struct listener *l);
+
+/* Asks the housekeeping thread to replay the quarantine soon (a delivery
+ * linked a new BSUID); any thread, never blocks. */
+void listener__housekeeping_replay(struct listener *l);
 
 #endif

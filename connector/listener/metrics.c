@@ -29,8 +29,8 @@ static const char *const webhook_routes[METRICS_WEBHOOK_ROUTE_COUNT] = {
 };
 
 static const char *const webhook_results[METRICS_RESULT_COUNT] = {
-    "applied", "unchanged",    "duplicate", "quarantined",
-    "ignored", "unauthorized", "malformed", "failed",
+    "applied",      "unchanged", "duplicate", "quarantined", "ignored",
+    "unauthorized", "malformed", "failed",    "queued",
 };
 
 struct route_series {
@@ -66,6 +66,12 @@ void metrics_webhook_delivery(enum metrics_webhook_route route,
     if ((unsigned)route < METRICS_WEBHOOK_ROUTE_COUNT &&
         (unsigned)result < METRICS_RESULT_COUNT)
         ADD(m.webhook[route][result], 1);
+}
+
+const char *metrics_webhook_result_name(enum metrics_webhook_result result)
+{
+    return (unsigned)result < METRICS_RESULT_COUNT ? webhook_results[result]
+                                                   : "unknown";
 }
 
 void metrics_duplicates_add(uint64_t n)

@@ -57,9 +57,13 @@ enum metrics_webhook_result {
     METRICS_RESULT_DUPLICATE,    /* 200; every event seen before */
     METRICS_RESULT_QUARANTINED,  /* 200; kept in quarantine */
     METRICS_RESULT_IGNORED,      /* 200; no consent meaning (statuses) */
-    METRICS_RESULT_UNAUTHORIZED, /* 401 / 403: signature or key wrong */
-    METRICS_RESULT_MALFORMED,    /* 400: does not parse */
+    METRICS_RESULT_UNAUTHORIZED, /* 401 / 403 / 404: signature or key
+                                    wrong, or the route has no key */
+    METRICS_RESULT_MALFORMED,    /* 400 / 413: does not parse, too many
+                                    items */
     METRICS_RESULT_FAILED,       /* 503: could not commit */
+    METRICS_RESULT_QUEUED,       /* 200; a Dataverse hint queued for
+                                    re-fetch (dv_webhook.h note 4) */
     METRICS_RESULT_COUNT,
 };
 
@@ -70,6 +74,8 @@ enum metrics_webhook_result {
 
 void metrics_webhook_delivery(enum metrics_webhook_route route,
                               enum metrics_webhook_result result);
+/* The label of a result ("applied", ...; "unknown" out of range). */
+const char *metrics_webhook_result_name(enum metrics_webhook_result result);
 /* Inbound events skipped because their id was seen before. */
 void metrics_duplicates_add(uint64_t n);
 /* Events put into quarantine (the open count comes from the database). */
