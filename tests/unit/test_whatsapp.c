@@ -1,8 +1,8 @@
 /*
  * test_whatsapp — the WhatsApp webhook module on its own: every fixture
  * in tests/data/whatsapp/ and every derived case has the effect in the
- * table below (checked in the database: states, ledger, outbox,
- * quarantine, near-misses); signatures and the secret header, right and
+ * table of tests/support/wa_cases.c (checked in the database: states, ledger,
+ * outbox, quarantine, near-misses); signatures and the secret header, right and
  * wrong; the GET handshake; malformed bodies apply nothing; duplicates
  * inside one POST, across deliveries and across a restart; quarantine
  * then replay; BSUID links stored and used; On-Premise bodies; WABA-wide
@@ -22,43 +22,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include "cache.h"
 #include "clock.h"
 #include "config.h"
-#include "configurations.h"
 #include "consent.h"
 #include "err.h"
 #include "fault.h"
 #include "keywords.h"
 #include "testutil.h"
+#include "wa_cases.h"
 #include "wa_users.h"
 #include "whatsapp.h"
 #include "xalloc.h"
 
-#define SECRET "test-app-secret"
-#define VERIFY_TOKEN "verify-token-123"
-
-/* One Configuration per phone_number_id of the fixtures. */
-#define CFG_IL "7a000000-0000-4000-8000-000000000001"     /* 1122334455667 */
-#define CFG_BATCH "7a000000-0000-4000-8000-000000000002"  /* 1093849293 */
-#define CFG_US "7a000000-0000-4000-8000-000000000003"     /* 123456123 */
-#define CFG_PREF "7a000000-0000-4000-8000-000000000004"   /* 106540352242922 */
-#define CFG_LEGACY "7a000000-0000-4000-8000-000000000005" /* 100200300 */
-#define CFG_SISTER "7a000000-0000-4000-8000-000000000006" /* same WABA as */
-#define CFG_NEW "7a000000-0000-4000-8000-000000000007"    /* CFG_BATCH */
-
-#define IL "+972987654321" /* the fixtures' senders */
-#define US1 "+16505551234"
-#define US2 "+16315551181"
-#define LEGACY "+15550001111"
-#define BSUID "US.13491208655302741918"
-
-#define T_SEED 1400000000000LL /* before every fixture's timestamp */
 #define DAY_MS (24 * 3600 * 1000LL)
-#define NOW 1800000000000LL
+#define NOW WA_NOW
 
 struct fixture {
     char *dir;
@@ -69,32 +47,6 @@ struct fixture {
     struct whatsapp_auth auth;
     struct whatsapp_outcome last; /* of the last delivery */
 };
-
-static void put_configuration(cache *c, const char *id, const char *name,
-                              int doi, const char *pnid, const char *waba)
-{
-    struct configuration_record r;
-
-    memset(&r, 0, sizeof(r));
-    snprintf(r.id, sizeof(r.id), "%s", id);
-    r.name = name;
-    r.double_opt_in = doi;
-    r.phone_number_id = pnid;
-    r.waba_id = waba;
-    r.active = 1;
-    assert_int_equal(cache_begin(c), 0);
-    assert_int_equal(configurations_put(c, &r, 0), 0);
-    assert_int_equal(cache_commit(c), 0);
-}
-
-static void put_configurations(cache *c, int doi)
-{
-    put_configuration(c, CFG_IL, "WA Israel", doi, "1122334455667", NULL);
-    put_configuration(c, CFG_BATCH, "WA Batch", 0, "1093849293", "8888888888");
-    put_configuration(c, CFG_US, "WA US", 0, "123456123", NULL);
-    put_configuration(c, CFG_PREF, "WA Prefs", 0, "106540352242922", NULL);
-    put_configuration(c, CFG_LEGACY, "WA Legacy", 0, "100200300", NULL);
-}
 
 static keywords *default_keywords(void)
 {
@@ -123,12 +75,12 @@ static int setup(void **state)
     f->dir = testutil_tmpdir();
     f->db = xasprintf("%s/cache.db", f->dir);
     assert_int_equal(cache_open(&f->c, f->db, 0), 0);
-    put_configurations(f->c, 0);
+    wa_put_configurations(f->c, 0);
     f->k = default_keywords();
     f->copts.double_opt_in_window = 7 * DAY_MS;
     f->auth.mode = WHATSAPP_AUTH_SIGNATURE;
-    f->auth.app_secret = SECRET;
-    f->auth.verify_token = VERIFY_TOKEN;
+    f->auth.app_secret = WA_SECRET;
+    f->auth.verify_token = WA_VERIFY_TOKEN;
     clock_set_fixed(NOW);
     *state = f;
     return 0;
@@ -157,33 +109,6 @@ static void restart(struct fixture *f)
 
 /* ---- bodies, signatures, the route glue ------------------------------------
  */
-
-static char *fixture_text(const char *name)
-{
-    char *rel = xasprintf("tests/data/whatsapp/%s", name);
-    char *path = testutil_source_path(rel);
-    char *text = testutil_read(path, NULL);
-
-    free(rel);
-    free(path);
-    return text;
-}
-
-/* "sha256=" + lower-case hex HMAC-SHA256 of body with `secret`. */
-static char *sign_with(const char *secret, const char *body, size_t len)
-{
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int n = 0, i;
-    char *out = xmalloc(7 + 64 + 1);
-
-    assert_non_null(HMAC(EVP_sha256(), secret, (int)strlen(secret),
-                         (const unsigned char *)body, len, mac, &n));
-    assert_int_equal(n, 32);
-    memcpy(out, "sha256=", 7);
-    for (i = 0; i < n; i++)
-        snprintf(out + 7 + 2 * i, 3, "%02x", mac[i]);
-    return out;
-}
 
 /* The route: check → parse → apply in one transaction → commit. */
 static int deliver_raw(struct fixture *f, const char *body, size_t len,
@@ -220,361 +145,55 @@ static int deliver_raw(struct fixture *f, const char *body, size_t len,
 /* Signed with the test secret. */
 static int deliver(struct fixture *f, const char *body, const char *path_cfg)
 {
-    char *sig = sign_with(SECRET, body, strlen(body));
+    char *sig = wa_sign(WA_SECRET, body, strlen(body));
     int status = deliver_raw(f, body, strlen(body), sig, path_cfg);
 
     free(sig);
     return status;
 }
 
-/* ---- derived bodies: change only the named field ----------------------------
- */
+/* ---- the database -------------------------------------------------------- */
 
-static cJSON *first_value(cJSON *root)
+static void seed(struct fixture *f, const char *cfg, const char *phone,
+                 enum consent_status s)
 {
-    cJSON *entry = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "entry"), 0);
-    cJSON *change =
-        cJSON_GetArrayItem(cJSON_GetObjectItem(entry, "changes"), 0);
-
-    return cJSON_GetObjectItem(change, "value");
+    wa_seed(f->c, &f->copts, cfg, phone, s);
 }
-
-static cJSON *first_message(cJSON *root)
-{
-    return cJSON_GetArrayItem(
-        cJSON_GetObjectItem(first_value(root), "messages"), 0);
-}
-
-static void replace_string(cJSON *obj, const char *name, const char *value)
-{
-    assert_non_null(cJSON_GetObjectItem(obj, name));
-    if (value)
-        cJSON_ReplaceItemInObject(obj, name, cJSON_CreateString(value));
-    else
-        cJSON_ReplaceItemInObject(obj, name, cJSON_CreateNull());
-}
-
-enum derive {
-    AS_IS = 0,
-    TEXT_BODY,      /* messages[0].text.body = arg */
-    BUTTON_PAYLOAD, /* messages[0].button.payload = arg */
-    BUTTON_TEXT,    /* messages[0].button.text = arg */
-    REPLY_ID,       /* messages[0].interactive.button_reply.id = arg */
-    TWICE,          /* messages[] = [m, m] (same id), body = arg */
-    ERROR_CODE,     /* statuses[0].errors[0].code = 131050 */
-    PNID,           /* metadata.phone_number_id = arg, body STOP */
-};
-
-static char *derive_body(const char *fixture, enum derive how, const char *arg)
-{
-    char *text = fixture_text(fixture), *out;
-    cJSON *root, *m, *sts;
-
-    if (how == AS_IS)
-        return text;
-    root = cJSON_Parse(text);
-    free(text);
-    assert_non_null(root);
-    m = first_message(root);
-    switch (how) {
-    case TEXT_BODY:
-        replace_string(cJSON_GetObjectItem(m, "text"), "body", arg);
-        break;
-    case BUTTON_PAYLOAD:
-        replace_string(cJSON_GetObjectItem(m, "button"), "payload", arg);
-        break;
-    case BUTTON_TEXT:
-        replace_string(cJSON_GetObjectItem(m, "button"), "text", arg);
-        break;
-    case REPLY_ID:
-        replace_string(
-            cJSON_GetObjectItem(cJSON_GetObjectItem(m, "interactive"),
-                                "button_reply"),
-            "id", arg);
-        break;
-    case TWICE:
-        replace_string(cJSON_GetObjectItem(m, "text"), "body", arg);
-        cJSON_AddItemToArray(cJSON_GetObjectItem(first_value(root), "messages"),
-                             cJSON_Duplicate(m, 1));
-        break;
-    case ERROR_CODE:
-        sts = cJSON_GetObjectItem(first_value(root), "statuses");
-        cJSON_ReplaceItemInObject(
-            cJSON_GetArrayItem(
-                cJSON_GetObjectItem(cJSON_GetArrayItem(sts, 0), "errors"), 0),
-            "code", cJSON_CreateNumber(131050));
-        break;
-    case PNID:
-        replace_string(cJSON_GetObjectItem(first_value(root), "metadata"),
-                       "phone_number_id", arg);
-        replace_string(cJSON_GetObjectItem(m, "text"), "body", "STOP");
-        break;
-    default: break;
-    }
-    out = cJSON_Print(root);
-    cJSON_Delete(root);
-    return out;
-}
-
-/* 360dialog's On-Premise format (top-level arrays, no metadata). */
-#define ONPREM_STOP                                                            \
-    "{\"contacts\":[{\"profile\":{\"name\":\"Erika M.\"},"                     \
-    "\"wa_id\":\"972987654321\"}],\"messages\":[{\"from\":\"972987654321\","   \
-    "\"id\":\"ABEGSRUxJGeAAgo-sDt0pEXyv1l0\",\"timestamp\":\"1767226100\","    \
-    "\"type\":\"text\",\"text\":{\"body\":\"  Stop \"}}]}"
-#define ONPREM_QUICK_REPLY                                                     \
-    "{\"contacts\":[{\"profile\":{\"name\":\"Erika M.\"},"                     \
-    "\"wa_id\":\"972987654321\"}],\"messages\":[{\"from\":\"972987654321\","   \
-    "\"id\":\"ABEGSRUxJGeAAgo-sDt0pEXyv1l1\",\"timestamp\":\"1767226200\","    \
-    "\"type\":\"button\",\"context\":{\"from\":\"4930123456\",\"id\":"         \
-    "\"ABGGFlA5FpafAgo6EhzWqDeP6fMB\"},\"button\":{\"payload\":null,"          \
-    "\"text\":\"Unsubscribe\"}}]}"
-
-/* ---- the database
- * ------------------------------------------------------------
- */
 
 static long long count(cache *c, const char *sql)
 {
     return testutil_query_int(c, sql);
 }
 
-/* The strictest active status of `phone` in `cfg` (consent note 1). */
-static enum consent_status state_of(cache *c, const char *cfg,
-                                    const char *phone)
-{
-    static const enum consent_status by_rank[] = {
-        CONSENT_NONE, CONSENT_DOUBLE_OPT_IN, CONSENT_SINGLE_OPT_IN,
-        CONSENT_NONE, CONSENT_OPTED_OUT
-    };
-    sqlite3_stmt *st = cache_stmt(
-        c, "SELECT coalesce(max(CASE status WHEN 3 THEN 4 WHEN 0 THEN 3 "
-           "WHEN 1 THEN 2 ELSE 1 END), 3) FROM numbers WHERE "
-           "configuration_id = ?1 AND e164 = ?2 AND active = 1");
-    int rank;
-
-    cache_bind_text(st, 1, cfg);
-    cache_bind_text(st, 2, phone);
-    assert_int_equal(cache_step(st), SQLITE_ROW);
-    rank = sqlite3_column_int(st, 0);
-    sqlite3_reset(st);
-    return by_rank[rank];
-}
-
-/* Seeds `phone` in `cfg` with `s` as a Dataverse row would. */
-static void seed(struct fixture *f, const char *cfg, const char *phone,
-                 enum consent_status s)
-{
-    static int serial;
-    struct number_record rec;
-    struct consent_row row;
-    struct consent_event ev;
-    struct consent_result r;
-
-    if (s == CONSENT_NONE)
-        return;
-    memset(&rec, 0, sizeof(rec));
-    snprintf(rec.id, sizeof(rec.id), "5eed0000-0000-4000-8000-%012d", ++serial);
-    snprintf(rec.configuration_id, sizeof(rec.configuration_id), "%s", cfg);
-    rec.raw_phone = phone;
-    rec.status = s;
-    rec.active = 1;
-    rec.modified_on = T_SEED;
-    rec.version = 1;
-    memset(&row, 0, sizeof(row));
-    row.rec = &rec;
-    memset(&ev, 0, sizeof(ev));
-    ev.action = CONSENT_ACT_MIRROR;
-    ev.source = CONSENT_SOURCE_DATAVERSE;
-    ev.row = &row;
-    assert_int_equal(consent_apply(&r, f->c, &f->copts, &ev), 0);
-    assert_int_equal(state_of(f->c, cfg, phone), s);
-}
-
-struct snapshot {
-    long long ledger, outbox, quarantine, near_misses, seen;
-};
-
-static void snap(struct snapshot *s, cache *c)
-{
-    s->ledger = count(c, "SELECT count(*) FROM ledger");
-    s->outbox = count(c, "SELECT count(*) FROM outbox");
-    s->quarantine = count(c, "SELECT count(*) FROM quarantine");
-    s->near_misses = count(c, "SELECT count(*) FROM near_misses");
-    s->seen = count(c, "SELECT count(*) FROM inbound_seen");
-}
-
-/* ---- every fixture and derived case (EXPECTED effects)
- * -----------------------
- */
-
 #define NONE_ CONSENT_NONE
 #define SINGLE CONSENT_SINGLE_OPT_IN
 #define DOUBLE CONSENT_DOUBLE_OPT_IN
 #define OUT CONSENT_OPTED_OUT
 
-static const struct effect {
-    const char *fixture;     /* tests/data/whatsapp/...; NULL: body */
-    enum derive how;         /* change made to it (then re-signed) */
-    const char *arg;         /* the new value */
-    const char *body;        /* a composed body (On-Premise) */
-    const char *path_cfg;    /* the route's {configuration} */
-    const char *cfg, *phone; /* the sender whose state is seeded/checked */
-    int doi;                 /* the Configuration requires double opt-in */
-    enum consent_status before, after;
-    int transitions;    /* ledger entries (and outbox rows) added */
-    const char *source; /* of those ledger entries */
-    int near_misses;    /* rows added for `optsync review` */
-    int duplicates;     /* in the outcome */
-} effects[] = {
-    /* the fixtures as stored */
-    { "batch_multi_change_with_user_preferences_stop.json", AS_IS, NULL, NULL,
-      NULL, CFG_BATCH, US1, 0, SINGLE, OUT, 1, "whatsapp_preference", 0, 0 },
-    { "button_template_quick_reply.json", AS_IS, NULL, NULL, NULL, CFG_IL, IL,
-      0, SINGLE, SINGLE, 0, NULL, 0, 0 },
-    { "interactive_button_reply.json", AS_IS, NULL, NULL, NULL, CFG_IL, IL, 0,
-      DOUBLE, DOUBLE, 0, NULL, 0, 0 },
-    { "interactive_list_reply.json", AS_IS, NULL, NULL, NULL, CFG_IL, IL, 0,
-      NONE_, NONE_, 0, NULL, 0, 0 },
-    { "interactive_missing_object.json", AS_IS, NULL, NULL, NULL, CFG_IL, IL, 0,
-      SINGLE, SINGLE, 0, NULL, 0, 0 },
-    { "reaction_not_a_reply.json", AS_IS, NULL, NULL, NULL, CFG_IL, IL, 0,
-      SINGLE, SINGLE, 0, NULL, 0, 0 },
-    { "status_failed_with_errors.json", AS_IS, NULL, NULL, NULL, CFG_IL, IL, 0,
-      SINGLE, SINGLE, 0, NULL, 0, 0 },
-    { "status_read_with_bsuid.json", AS_IS, NULL, NULL, NULL, CFG_US, US2, 0,
-      SINGLE, SINGLE, 0, NULL, 0, 0 },
-    { "status_sent_with_pricing.json", AS_IS, NULL, NULL, NULL, CFG_IL, IL, 0,
-      OUT, OUT, 0, NULL, 0, 0 },
-    { "system_user_changed_number.json", AS_IS, NULL, NULL, NULL, CFG_IL, IL, 0,
-      OUT, OUT, 0, NULL, 1, 0 },
-    { "text_frequently_forwarded.json", AS_IS, NULL, NULL, NULL, CFG_IL, IL, 0,
-      SINGLE, SINGLE, 0, NULL, 0, 0 },
-    { "text_reply.json", AS_IS, NULL, NULL, NULL, CFG_IL, IL, 0, SINGLE, SINGLE,
-      0, NULL, 0, 0 },
-    { "text_reply_with_context.json", AS_IS, NULL, NULL, NULL, CFG_IL, IL, 0,
-      NONE_, NONE_, 0, NULL, 0, 0 },
-    { "text_with_bsuid_username.json", AS_IS, NULL, NULL, NULL, CFG_US, US2, 0,
-      SINGLE, SINGLE, 0, NULL, 0, 0 },
-    { "unsupported_legacy_error_shape.json", AS_IS, NULL, NULL, NULL,
-      CFG_LEGACY, LEGACY, 0, SINGLE, SINGLE, 0, NULL, 0, 0 },
-    { "unsupported_type_with_errors.json", AS_IS, NULL, NULL, NULL, CFG_IL, IL,
-      0, SINGLE, SINGLE, 0, NULL, 0, 0 },
-    { "user_preferences_resume.json", AS_IS, NULL, NULL, NULL, CFG_PREF, US1, 0,
-      OUT, OUT, 0, NULL, 0, 0 },
-    { "user_preferences_signup.json", AS_IS, NULL, NULL, NULL, CFG_PREF, US1, 0,
-      SINGLE, SINGLE, 0, NULL, 0, 0 },
-    { "user_preferences_unknown_category.json", AS_IS, NULL, NULL, NULL,
-      CFG_PREF, US1, 0, SINGLE, SINGLE, 0, NULL, 0, 0 },
-
-    /* derived: one field changed, re-signed */
-    { "text_reply.json", TEXT_BODY, "STOP", NULL, NULL, CFG_IL, IL, 0, SINGLE,
-      OUT, 1, "whatsapp", 0, 0 },
-    { "text_reply.json", TEXT_BODY, " stop! ", NULL, NULL, CFG_IL, IL, 0,
-      SINGLE, OUT, 1, "whatsapp", 0, 0 },
-    { "text_reply.json", TEXT_BODY, "Stop \xF0\x9F\x99\x8F", NULL, NULL, CFG_IL,
-      IL, 0, SINGLE, OUT, 1, "whatsapp", 0, 0 },
-    { "text_reply.json", TEXT_BODY, "STOPPING", NULL, NULL, CFG_IL, IL, 0,
-      SINGLE, SINGLE, 0, NULL, 0, 0 },
-    { "text_reply.json", TEXT_BODY, "please stop sending these", NULL, NULL,
-      CFG_IL, IL, 0, SINGLE, SINGLE, 0, NULL, 1, 0 },
-    { "text_reply.json", TEXT_BODY, "YES", NULL, NULL, CFG_IL, IL, 0, NONE_,
-      NONE_, 0, NULL, 0, 0 },
-    { "text_reply_with_context.json", TEXT_BODY, "YES", NULL, NULL, CFG_IL, IL,
-      0, NONE_, SINGLE, 1, "whatsapp", 0, 0 },
-    { "text_reply.json", TEXT_BODY, "Subscribe", NULL, NULL, CFG_IL, IL, 0,
-      NONE_, SINGLE, 1, "whatsapp", 0, 0 },
-    { "text_frequently_forwarded.json", TEXT_BODY, "Subscribe", NULL, NULL,
-      CFG_IL, IL, 0, NONE_, NONE_, 0, NULL, 0, 0 },
-    { "text_frequently_forwarded.json", TEXT_BODY, "STOP", NULL, NULL, CFG_IL,
-      IL, 0, SINGLE, OUT, 1, "whatsapp", 0, 0 },
-    { "button_template_quick_reply.json", BUTTON_PAYLOAD, "OPT_OUT", NULL, NULL,
-      CFG_IL, IL, 0, DOUBLE, OUT, 1, "whatsapp", 0, 0 },
-    { "button_template_quick_reply.json", BUTTON_TEXT, "Unsubscribe", NULL,
-      NULL, CFG_IL, IL, 0, SINGLE, OUT, 1, "whatsapp", 0, 0 },
-    { "interactive_button_reply.json", REPLY_ID, "DOI_CONFIRM", NULL, NULL,
-      CFG_IL, IL, 1, SINGLE, DOUBLE, 1, "whatsapp", 0, 0 },
-    { "text_reply.json", TWICE, "Subscribe", NULL, NULL, CFG_IL, IL, 0, NONE_,
-      SINGLE, 1, "whatsapp", 0, 1 },
-    { "status_failed_with_errors.json", ERROR_CODE, NULL, NULL, NULL, CFG_IL,
-      IL, 0, SINGLE, OUT, 1, "whatsapp_status", 0, 0 },
-
-    /* composed: 360dialog On-Premise, posted to /webhooks/whatsapp/{cfg} */
-    { NULL, AS_IS, NULL, ONPREM_STOP, CFG_IL, CFG_IL, IL, 0, SINGLE, OUT, 1,
-      "whatsapp", 0, 0 },
-    { NULL, AS_IS, NULL, ONPREM_QUICK_REPLY, "WA Israel", CFG_IL, IL, 0, SINGLE,
-      OUT, 1, "whatsapp", 0, 0 },
-};
-
-static void check_effect(struct fixture *f, const struct effect *e,
-                         const struct snapshot *before, const char *name)
-{
-    struct snapshot after;
-    enum consent_status now = state_of(f->c, e->cfg, e->phone);
-
-    snap(&after, f->c);
-    if (now != e->after)
-        fail_msg("%s: expected %s, got %s", name, consent_status_name(e->after),
-                 consent_status_name(now));
-    if (after.ledger - before->ledger != e->transitions ||
-        after.outbox - before->outbox != e->transitions)
-        fail_msg("%s: %lld ledger entries and %lld outbox rows, expected %d",
-                 name, after.ledger - before->ledger,
-                 after.outbox - before->outbox, e->transitions);
-    if (after.near_misses - before->near_misses != e->near_misses)
-        fail_msg("%s: %lld near-misses, expected %d", name,
-                 after.near_misses - before->near_misses, e->near_misses);
-    if (after.quarantine != before->quarantine)
-        fail_msg("%s: quarantined", name);
-    if (f->last.duplicates != e->duplicates)
-        fail_msg("%s: %d duplicates, expected %d", name, f->last.duplicates,
-                 e->duplicates);
-    /* every item was remembered (design note 3) */
-    if (after.seen <= before->seen)
-        fail_msg("%s: nothing de-duplicated", name);
-}
-
-static void check_source(struct fixture *f, const struct effect *e,
-                         const char *name)
-{
-    sqlite3_stmt *st;
-
-    if (!e->source)
-        return;
-    st = cache_stmt(f->c, "SELECT source FROM ledger ORDER BY seq DESC");
-    assert_int_equal(cache_step(st), SQLITE_ROW);
-    if (strcmp(cache_col_text(st, 0), e->source) != 0)
-        fail_msg("%s: source %s, expected %s", name, cache_col_text(st, 0),
-                 e->source);
-    sqlite3_reset(st);
-}
+/* ---- every fixture and derived case (the table in wa_cases.c) ---------- */
 
 static void test_whatsapp__fixtures_have_their_effect(void **state)
 {
     size_t i;
 
-    for (i = 0; i < sizeof(effects) / sizeof(effects[0]); i++) {
-        const struct effect *e = &effects[i];
+    for (i = 0; i < wa_n_effects; i++) {
+        const struct wa_effect *e = &wa_effects[i];
         struct fixture *f;
-        struct snapshot before;
+        struct wa_snapshot before;
         char name[160], *body;
 
         teardown(state);
         setup(state);
         f = *state;
-        snprintf(name, sizeof(name), "%s/%d/%s",
-                 e->fixture ? e->fixture : "composed", (int)e->how,
-                 e->arg ? e->arg : "-");
+        wa_effect_name(name, sizeof(name), e);
         if (e->doi)
-            put_configurations(f->c, 1);
+            wa_put_configurations(f->c, 1);
         seed(f, e->cfg, e->phone, e->before);
-        snap(&before, f->c);
-        body = e->body ? xstrdup(e->body)
-                       : derive_body(e->fixture, e->how, e->arg);
+        wa_snap(&before, f->c);
+        body = wa_effect_body(e);
         if (deliver(f, body, e->path_cfg) != 200)
             fail_msg("%s: not 200: %s", name, err_message());
-        check_effect(f, e, &before, name);
-        check_source(f, e, name);
+        wa_effect_check(f->c, e, &before, f->last.duplicates);
         free(body);
     }
 }
@@ -584,7 +203,7 @@ static void test_whatsapp__outcome_counts(void **state)
 {
     struct fixture *f = *state;
     char *body =
-        fixture_text("batch_multi_change_with_user_preferences_stop.json");
+        wa_fixture_text("batch_multi_change_with_user_preferences_stop.json");
 
     seed(f, CFG_BATCH, US1, SINGLE);
     assert_int_equal(deliver(f, body, NULL), 200);
@@ -599,7 +218,7 @@ static void test_whatsapp__outcome_counts(void **state)
     assert_int_equal(f->last.duplicates, 6);
     assert_int_equal(f->last.transitions, 0);
     free(body);
-    body = fixture_text("interactive_missing_object.json");
+    body = wa_fixture_text("interactive_missing_object.json");
     assert_int_equal(deliver(f, body, NULL), 200);
     assert_int_equal(f->last.errors, 1); /* value.errors[]: logged */
     free(body);
@@ -612,10 +231,10 @@ static void test_whatsapp__outcome_counts(void **state)
 static void test_whatsapp__signature_checks(void **state)
 {
     struct fixture *f = *state;
-    char *body = derive_body("text_reply.json", TEXT_BODY, "STOP");
+    char *body = wa_derive_body("text_reply.json", WA_TEXT_BODY, "STOP");
     size_t len = strlen(body);
-    char *good = sign_with(SECRET, body, len);
-    char *other = sign_with("another-secret", body, len);
+    char *good = wa_sign(WA_SECRET, body, len);
+    char *other = wa_sign("another-secret", body, len);
     char upper[80], trunc[80], longer[80], prefix[80], sha1[80];
     size_t i;
 
@@ -639,15 +258,15 @@ static void test_whatsapp__signature_checks(void **state)
     /* the body changed after signing (one byte less) */
     assert_int_equal(deliver_raw(f, body, len - 1, good, NULL), 401);
     /* nothing happened, nothing was remembered */
-    assert_int_equal(state_of(f->c, CFG_IL, IL), SINGLE);
+    assert_int_equal(wa_state_of(f->c, CFG_IL, IL), SINGLE);
     assert_int_equal(count(f->c, "SELECT count(*) FROM inbound_seen"), 0);
     /* no app secret configured: everything is refused */
     f->auth.app_secret = NULL;
     assert_int_equal(deliver_raw(f, body, len, good, NULL), 401);
-    f->auth.app_secret = SECRET;
+    f->auth.app_secret = WA_SECRET;
     /* hex case carries no information: upper case is accepted */
     assert_int_equal(deliver_raw(f, body, len, upper, NULL), 200);
-    assert_int_equal(state_of(f->c, CFG_IL, IL), OUT);
+    assert_int_equal(wa_state_of(f->c, CFG_IL, IL), OUT);
     assert_string_equal(whatsapp_auth_header_name(&f->auth),
                         "X-Hub-Signature-256");
     free(good);
@@ -674,15 +293,15 @@ static void test_whatsapp__secret_header(void **state)
         401);
     /* a Meta signature is no use in this mode */
     {
-        char *sig = sign_with(SECRET, body, strlen(body));
+        char *sig = wa_sign(WA_SECRET, body, strlen(body));
 
         assert_int_equal(deliver_raw(f, body, strlen(body), sig, CFG_IL), 401);
         free(sig);
     }
-    assert_int_equal(state_of(f->c, CFG_IL, IL), SINGLE);
+    assert_int_equal(wa_state_of(f->c, CFG_IL, IL), SINGLE);
     assert_int_equal(
         deliver_raw(f, body, strlen(body), "s3cret-header-value", CFG_IL), 200);
-    assert_int_equal(state_of(f->c, CFG_IL, IL), OUT);
+    assert_int_equal(wa_state_of(f->c, CFG_IL, IL), OUT);
     f->auth.header_value = NULL; /* not configured: refused */
     assert_int_equal(deliver_raw(f, body, strlen(body), "", CFG_IL), 401);
 }
@@ -693,29 +312,30 @@ static void test_whatsapp__handshake(void **state)
     char *challenge = NULL;
 
     assert_int_equal(whatsapp_handshake_check(&f->auth, "subscribe",
-                                              VERIFY_TOKEN, "870331245"),
+                                              WA_VERIFY_TOKEN, "870331245"),
                      0);
     assert_int_equal(
         whatsapp_handshake_check(&f->auth, "subscribe", "verify-token-12", "1"),
         ERR_AUTH);
+    assert_int_equal(whatsapp_handshake_check(&f->auth, "subscribe",
+                                              WA_VERIFY_TOKEN "4", "1"),
+                     ERR_AUTH);
     assert_int_equal(
-        whatsapp_handshake_check(&f->auth, "subscribe", VERIFY_TOKEN "4", "1"),
+        whatsapp_handshake_check(&f->auth, "unsubscribe", WA_VERIFY_TOKEN, "1"),
         ERR_AUTH);
     assert_int_equal(
-        whatsapp_handshake_check(&f->auth, "unsubscribe", VERIFY_TOKEN, "1"),
+        whatsapp_handshake_check(&f->auth, NULL, WA_VERIFY_TOKEN, "1"),
         ERR_AUTH);
-    assert_int_equal(
-        whatsapp_handshake_check(&f->auth, NULL, VERIFY_TOKEN, "1"), ERR_AUTH);
     assert_int_equal(whatsapp_handshake_check(&f->auth, "subscribe", NULL, "1"),
                      ERR_AUTH);
     assert_int_equal(
-        whatsapp_handshake_check(&f->auth, "subscribe", VERIFY_TOKEN, NULL),
+        whatsapp_handshake_check(&f->auth, "subscribe", WA_VERIFY_TOKEN, NULL),
         ERR_AUTH);
     assert_int_equal(
-        whatsapp_handshake_check(&f->auth, "subscribe", VERIFY_TOKEN, ""),
+        whatsapp_handshake_check(&f->auth, "subscribe", WA_VERIFY_TOKEN, ""),
         ERR_AUTH);
     assert_int_equal(whatsapp_handshake_check(&f->auth, "subscribe",
-                                              VERIFY_TOKEN, "<b>\r\nx"),
+                                              WA_VERIFY_TOKEN, "<b>\r\nx"),
                      ERR_AUTH);
     /* the query string form, decoded by libevent */
     assert_int_equal(
@@ -857,27 +477,27 @@ static const struct {
 static void test_whatsapp__malformed_applies_nothing(void **state)
 {
     struct fixture *f = *state;
-    struct snapshot before, after;
+    struct wa_snapshot before, after;
     size_t i;
 
     seed(f, CFG_IL, IL, SINGLE);
-    snap(&before, f->c);
+    wa_snap(&before, f->c);
     for (i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
         int status = deliver(f, malformed[i].body, NULL);
 
         if (status != malformed[i].status)
             fail_msg("malformed %zu: %d", i, status);
     }
-    snap(&after, f->c);
+    wa_snap(&after, f->c);
     assert_memory_equal(&before, &after, sizeof(before));
-    assert_int_equal(state_of(f->c, CFG_IL, IL), SINGLE);
+    assert_int_equal(wa_state_of(f->c, CFG_IL, IL), SINGLE);
     /* the same STOP, well formed, does apply */
     assert_int_equal(
         deliver(
             f, CLOUD_HEAD "\"messages\":[" STOP_MSG("wamid.OK1") "]" CLOUD_TAIL,
             NULL),
         200);
-    assert_int_equal(state_of(f->c, CFG_IL, IL), OUT);
+    assert_int_equal(wa_state_of(f->c, CFG_IL, IL), OUT);
 }
 
 static void test_whatsapp__too_many_items(void **state)
@@ -906,7 +526,7 @@ static void test_whatsapp__too_many_items(void **state)
 static void test_whatsapp__delivery_twice_and_after_restart(void **state)
 {
     struct fixture *f = *state;
-    char *body = derive_body("text_reply.json", TEXT_BODY, "Subscribe");
+    char *body = wa_derive_body("text_reply.json", WA_TEXT_BODY, "Subscribe");
 
     assert_int_equal(deliver(f, body, NULL), 200);
     assert_int_equal(f->last.transitions, 1);
@@ -916,7 +536,7 @@ static void test_whatsapp__delivery_twice_and_after_restart(void **state)
     restart(f);
     assert_int_equal(deliver(f, body, NULL), 200);
     assert_int_equal(f->last.duplicates, 1);
-    assert_int_equal(state_of(f->c, CFG_IL, IL), SINGLE);
+    assert_int_equal(wa_state_of(f->c, CFG_IL, IL), SINGLE);
     assert_int_equal(count(f->c, "SELECT count(*) FROM ledger"), 1);
     assert_int_equal(count(f->c, "SELECT count(*) FROM outbox"), 1);
     free(body);
@@ -927,7 +547,7 @@ static void test_whatsapp__delivery_twice_and_after_restart(void **state)
 static void test_whatsapp__failed_commit_leaves_nothing(void **state)
 {
     struct fixture *f = *state;
-    char *body = derive_body("text_reply.json", TEXT_BODY, "STOP");
+    char *body = wa_derive_body("text_reply.json", WA_TEXT_BODY, "STOP");
     int n;
 
     seed(f, CFG_IL, IL, SINGLE);
@@ -936,13 +556,13 @@ static void test_whatsapp__failed_commit_leaves_nothing(void **state)
         if (deliver(f, body, NULL) == 200)
             break;
         fault_disarm_all();
-        assert_int_equal(state_of(f->c, CFG_IL, IL), SINGLE);
+        assert_int_equal(wa_state_of(f->c, CFG_IL, IL), SINGLE);
         assert_int_equal(count(f->c, "SELECT count(*) FROM inbound_seen"), 0);
         assert_int_equal(count(f->c, "SELECT count(*) FROM outbox"), 0);
     }
     fault_disarm_all();
     assert_true(n > 3); /* some steps did fail */
-    assert_int_equal(state_of(f->c, CFG_IL, IL), OUT);
+    assert_int_equal(wa_state_of(f->c, CFG_IL, IL), OUT);
     assert_int_equal(count(f->c, "SELECT count(*) FROM ledger WHERE "
                                  "to_status = 3"),
                      1);
@@ -952,7 +572,7 @@ static void test_whatsapp__failed_commit_leaves_nothing(void **state)
 static void test_whatsapp__prune_after_seven_days(void **state)
 {
     struct fixture *f = *state;
-    char *body = derive_body("text_reply.json", TEXT_BODY, "Subscribe");
+    char *body = wa_derive_body("text_reply.json", WA_TEXT_BODY, "Subscribe");
     int removed = -1;
 
     assert_int_equal(deliver(f, body, NULL), 200);
@@ -1000,7 +620,7 @@ static void test_whatsapp__prune_after_seven_days(void **state)
 static void test_whatsapp__quarantine_then_replay(void **state)
 {
     struct fixture *f = *state;
-    char *body = derive_body("text_reply.json", PNID, "555000111");
+    char *body = wa_derive_body("text_reply.json", WA_PNID, "555000111");
     int applied, waiting;
 
     seed(f, CFG_IL, IL, SINGLE);
@@ -1019,12 +639,12 @@ static void test_whatsapp__quarantine_then_replay(void **state)
         consent_quarantine_replay(f->c, &f->copts, &applied, &waiting), 0);
     assert_int_equal(waiting, 1);
     /* a sync brings the Configuration */
-    put_configuration(f->c, CFG_NEW, "WA New", 0, "555000111", NULL);
+    wa_put_configuration(f->c, CFG_NEW, "WA New", 0, "555000111", NULL);
     assert_int_equal(
         consent_quarantine_replay(f->c, &f->copts, &applied, &waiting), 0);
     assert_int_equal(applied, 1);
-    assert_int_equal(state_of(f->c, CFG_NEW, IL), OUT);
-    assert_int_equal(state_of(f->c, CFG_IL, IL), SINGLE);
+    assert_int_equal(wa_state_of(f->c, CFG_NEW, IL), OUT);
+    assert_int_equal(wa_state_of(f->c, CFG_IL, IL), SINGLE);
     assert_int_equal(count(f->c, "SELECT count(*) FROM ledger WHERE source = "
                                  "'whatsapp' AND json_extract(evidence, "
                                  "'$.message_id') = 'wamid.xyzxyz' AND "
@@ -1046,7 +666,7 @@ static void test_whatsapp__quarantine_then_replay(void **state)
 static void test_whatsapp__bsuid_link_stored_and_used(void **state)
 {
     struct fixture *f = *state;
-    char *body = fixture_text("text_with_bsuid_username.json");
+    char *body = wa_fixture_text("text_with_bsuid_username.json");
     char e164[32];
     int applied, waiting;
 
@@ -1065,7 +685,7 @@ static void test_whatsapp__bsuid_link_stored_and_used(void **state)
     assert_int_equal(deliver(f, BSUID_ONLY("wamid.U1", BSUID, "STOP"), NULL),
                      200);
     assert_int_equal(f->last.transitions, 1);
-    assert_int_equal(state_of(f->c, CFG_US, US2), OUT);
+    assert_int_equal(wa_state_of(f->c, CFG_US, US2), OUT);
     free(body);
 
     /* an unknown username waits in the quarantine ... */
@@ -1094,7 +714,7 @@ static void test_whatsapp__bsuid_link_stored_and_used(void **state)
     assert_int_equal(
         consent_quarantine_replay(f->c, &f->copts, &applied, &waiting), 0);
     assert_int_equal(applied, 1);
-    assert_int_equal(state_of(f->c, CFG_US, "+4915112345678"), SINGLE);
+    assert_int_equal(wa_state_of(f->c, CFG_US, "+4915112345678"), SINGLE);
 }
 
 /* A sender that can never be keyed waits for a person; replay goes on. */
@@ -1134,18 +754,18 @@ static void test_whatsapp__on_premise_configuration(void **state)
     assert_int_equal(count(f->c, "SELECT count(*) FROM quarantine WHERE "
                                  "hint = 'WA Later'"),
                      1);
-    put_configuration(f->c, CFG_NEW, "WA Later", 0, NULL, NULL);
+    wa_put_configuration(f->c, CFG_NEW, "WA Later", 0, NULL, NULL);
     assert_int_equal(
         consent_quarantine_replay(f->c, &f->copts, &applied, &waiting), 0);
     assert_int_equal(applied, 1);
-    assert_int_equal(state_of(f->c, CFG_NEW, IL), OUT);
+    assert_int_equal(wa_state_of(f->c, CFG_NEW, IL), OUT);
     /* a phone_number_id in the payload wins over the route's name */
     assert_int_equal(
         deliver(f,
                 CLOUD_HEAD "\"messages\":[" STOP_MSG("wamid.P1") "]" CLOUD_TAIL,
                 "WA Later"),
         200);
-    assert_int_equal(state_of(f->c, CFG_IL, IL), OUT);
+    assert_int_equal(wa_state_of(f->c, CFG_IL, IL), OUT);
 }
 
 /* "stop marketing" and 131050 reach every Configuration of the WABA. */
@@ -1153,17 +773,17 @@ static void test_whatsapp__stop_is_waba_wide(void **state)
 {
     struct fixture *f = *state;
     char *body =
-        fixture_text("batch_multi_change_with_user_preferences_stop.json");
+        wa_fixture_text("batch_multi_change_with_user_preferences_stop.json");
 
-    put_configuration(f->c, CFG_SISTER, "WA Sister", 0, "1093849299",
-                      "8888888888");
+    wa_put_configuration(f->c, CFG_SISTER, "WA Sister", 0, "1093849299",
+                         "8888888888");
     seed(f, CFG_BATCH, US1, SINGLE);
     seed(f, CFG_SISTER, US1, DOUBLE);
     seed(f, CFG_IL, US1, SINGLE); /* another WABA */
     assert_int_equal(deliver(f, body, NULL), 200);
-    assert_int_equal(state_of(f->c, CFG_BATCH, US1), OUT);
-    assert_int_equal(state_of(f->c, CFG_SISTER, US1), OUT);
-    assert_int_equal(state_of(f->c, CFG_IL, US1), SINGLE);
+    assert_int_equal(wa_state_of(f->c, CFG_BATCH, US1), OUT);
+    assert_int_equal(wa_state_of(f->c, CFG_SISTER, US1), OUT);
+    assert_int_equal(wa_state_of(f->c, CFG_IL, US1), SINGLE);
     assert_int_equal(count(f->c, "SELECT count(*) FROM ledger WHERE source = "
                                  "'whatsapp_preference'"),
                      2);
@@ -1174,10 +794,10 @@ static void test_whatsapp__stop_is_waba_wide(void **state)
 /* A fixture with another message id (several share "wamid.xyzxyz"). */
 static char *with_id(const char *fixture, const char *id)
 {
-    char *text = fixture_text(fixture), *out;
+    char *text = wa_fixture_text(fixture), *out;
     cJSON *root = cJSON_Parse(text);
 
-    replace_string(first_message(root), "id", id);
+    wa_replace_string(wa_first_message(root), "id", id);
     out = cJSON_Print(root);
     cJSON_Delete(root);
     free(text);
@@ -1187,7 +807,7 @@ static char *with_id(const char *fixture, const char *id)
 static void test_whatsapp__last_inbound_recorded(void **state)
 {
     struct fixture *f = *state;
-    char *body = fixture_text("text_reply.json");
+    char *body = wa_fixture_text("text_reply.json");
     int64_t at = 0;
 
     assert_int_equal(wa_users_inbound_get(&at, f->c, CFG_IL, IL), ERR_NOTFOUND);
@@ -1214,7 +834,7 @@ static void test_whatsapp__last_inbound_recorded(void **state)
     assert_int_equal(at, 1697044706000LL);
     free(body);
     /* statuses are not the number writing to us */
-    body = fixture_text("status_sent_with_pricing.json");
+    body = wa_fixture_text("status_sent_with_pricing.json");
     assert_int_equal(deliver(f, body, NULL), 200);
     assert_int_equal(wa_users_inbound_get(&at, f->c, CFG_IL, IL), 0);
     assert_int_equal(at, 1697044706000LL);
@@ -1224,7 +844,7 @@ static void test_whatsapp__last_inbound_recorded(void **state)
 static void test_whatsapp__number_change_listed_for_review(void **state)
 {
     struct fixture *f = *state;
-    char *body = fixture_text("system_user_changed_number.json");
+    char *body = wa_fixture_text("system_user_changed_number.json");
 
     seed(f, CFG_IL, IL, OUT);
     assert_int_equal(deliver(f, body, NULL), 200);
@@ -1235,8 +855,8 @@ static void test_whatsapp__number_change_listed_for_review(void **state)
                                  "AND instr(text, '+972912345678') > 0"),
                      1);
     /* consent stays where it was */
-    assert_int_equal(state_of(f->c, CFG_IL, "+972912345678"), NONE_);
-    assert_int_equal(state_of(f->c, CFG_IL, IL), OUT);
+    assert_int_equal(wa_state_of(f->c, CFG_IL, "+972912345678"), NONE_);
+    assert_int_equal(wa_state_of(f->c, CFG_IL, IL), OUT);
     free(body);
 }
 
@@ -1257,7 +877,7 @@ static void test_whatsapp__parse_shapes(void **state)
     char *body;
 
     (void)state;
-    body = fixture_text("status_read_with_bsuid.json");
+    body = wa_fixture_text("status_read_with_bsuid.json");
     parse_ok(&d, body);
     assert_int_equal(d.format, WHATSAPP_FORMAT_CLOUD);
     assert_int_equal(d.n_statuses, 1);
@@ -1272,7 +892,7 @@ static void test_whatsapp__parse_shapes(void **state)
     whatsapp_delivery_dispose(&d);
     free(body);
 
-    body = fixture_text("status_failed_with_errors.json");
+    body = wa_fixture_text("status_failed_with_errors.json");
     parse_ok(&d, body);
     assert_int_equal(d.statuses[0].n_errors, 1);
     assert_int_equal(d.statuses[0].error_codes[0], 130472);
@@ -1281,7 +901,8 @@ static void test_whatsapp__parse_shapes(void **state)
     free(body);
 
     /* a location without type, a reaction, a sticker: no meaning */
-    body = fixture_text("batch_multi_change_with_user_preferences_stop.json");
+    body =
+        wa_fixture_text("batch_multi_change_with_user_preferences_stop.json");
     parse_ok(&d, body);
     assert_int_equal(d.n_messages, 4);
     assert_int_equal(d.messages[0].kind, WHATSAPP_MSG_TEXT);
@@ -1293,14 +914,14 @@ static void test_whatsapp__parse_shapes(void **state)
     whatsapp_delivery_dispose(&d);
     free(body);
 
-    body = fixture_text("user_preferences_resume.json");
+    body = wa_fixture_text("user_preferences_resume.json");
     parse_ok(&d, body);
     assert_int_equal(d.preferences[0].at, 1731705721000LL);     /* integer */
     assert_string_equal(d.preferences[0].wa_id, "16505551234"); /* its own */
     whatsapp_delivery_dispose(&d);
     free(body);
 
-    body = fixture_text("interactive_missing_object.json");
+    body = wa_fixture_text("interactive_missing_object.json");
     parse_ok(&d, body);
     assert_int_equal(d.messages[0].kind, WHATSAPP_MSG_OTHER);
     assert_int_equal(d.n_errors, 1);
@@ -1308,7 +929,7 @@ static void test_whatsapp__parse_shapes(void **state)
     whatsapp_delivery_dispose(&d);
     free(body);
 
-    body = fixture_text("interactive_list_reply.json");
+    body = wa_fixture_text("interactive_list_reply.json");
     parse_ok(&d, body);
     assert_int_equal(d.messages[0].kind, WHATSAPP_MSG_LIST_REPLY);
     whatsapp_message_reply(&r, &d.messages[0]);
@@ -1318,7 +939,7 @@ static void test_whatsapp__parse_shapes(void **state)
     whatsapp_delivery_dispose(&d);
     free(body);
 
-    body = fixture_text("text_frequently_forwarded.json");
+    body = wa_fixture_text("text_frequently_forwarded.json");
     parse_ok(&d, body);
     whatsapp_message_reply(&r, &d.messages[0]);
     assert_int_equal(r.forwarded, 1);
