@@ -72,6 +72,20 @@ void wa_replace_string(cJSON *obj, const char *name, const char *value)
         cJSON_ReplaceItemInObject(obj, name, cJSON_CreateNull());
 }
 
+char *wa_text_body(const char *pnid, const char *wa_id, const char *wamid,
+                   long long ts, const char *text)
+{
+    return xasprintf(
+        "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\","
+        "\"changes\":[{\"field\":\"messages\",\"value\":{\"messaging_product\":"
+        "\"whatsapp\",\"metadata\":{\"display_phone_number\":\"15550100001\","
+        "\"phone_number_id\":\"%s\"},\"contacts\":[{\"profile\":{\"name\":"
+        "\"Test\"},\"wa_id\":\"%s\"}],\"messages\":[{\"from\":\"%s\",\"id\":"
+        "\"%s\",\"timestamp\":\"%lld\",\"type\":\"text\",\"text\":{\"body\":"
+        "\"%s\"}}]}}]}]}",
+        pnid, wa_id, wa_id, wamid, ts, text);
+}
+
 static void derive(cJSON *root, enum wa_derive how, const char *arg)
 {
     cJSON *m = wa_first_message(root), *sts;
@@ -307,6 +321,54 @@ const struct wa_effect wa_effects[] = {
 };
 
 const size_t wa_n_effects = sizeof(wa_effects) / sizeof(wa_effects[0]);
+
+const struct wa_malformed wa_malformed[] = {
+    { "", 400 },
+    { "{", 400 },
+    { "[]", 400 },
+    { "null", 400 },
+    { "{}", 400 },
+    { "{\"object\":\"page\",\"entry\":[]}", 400 },
+    { "{\"object\":\"whatsapp_business_account\"}", 400 },
+    { "{\"object\":\"whatsapp_business_account\",\"entry\":{}}", 400 },
+    { "{\"entry\":[1]}", 400 },
+    { "{\"entry\":[{\"changes\":\"x\"}]}", 400 },
+    { "{\"entry\":[{\"changes\":[{\"value\":[]}]}]}", 400 },
+    { CLOUD_HEAD "\"messages\":{}" CLOUD_TAIL, 400 },
+    { CLOUD_HEAD "\"messages\":[\"x\"]" CLOUD_TAIL, 400 },
+    /* all or nothing: a good STOP, then a message without an id */
+    { CLOUD_HEAD "\"messages\":[" STOP_MSG(
+          "wamid.OK1") ",{\"from\":"
+                       "\"972987654321\",\"timestamp\":\"1\"}]" CLOUD_TAIL,
+      400 },
+    { CLOUD_HEAD "\"messages\":[" STOP_MSG(
+          "wamid.OK2") ",{\"id\":\"x\","
+                       "\"from\":\"972987654321\",\"timestamp\":\"12a\"}"
+                       "]" CLOUD_TAIL,
+      400 },
+    { CLOUD_HEAD "\"messages\":[{\"id\":\"x\",\"timestamp\":1.5}]" CLOUD_TAIL,
+      400 },
+    { CLOUD_HEAD "\"messages\":[{\"id\":\"x\",\"timestamp\":-1}]" CLOUD_TAIL,
+      400 },
+    { CLOUD_HEAD "\"messages\":[{\"id\":\"x\",\"timestamp\":"
+                 "\"99999999999999999999\"}]" CLOUD_TAIL,
+      400 },
+    { CLOUD_HEAD "\"messages\":[{\"id\":7,\"timestamp\":\"1\"}]" CLOUD_TAIL,
+      400 },
+    { CLOUD_HEAD "\"messages\":[{\"id\":\"x\",\"timestamp\":\"1\",\"from\":"
+                 "4915}]" CLOUD_TAIL,
+      400 },
+    { CLOUD_HEAD "\"statuses\":[{\"id\":\"x\",\"timestamp\":\"1\"}]" CLOUD_TAIL,
+      400 },
+    { CLOUD_HEAD "\"messages\":[" STOP_MSG("wamid.OK3") "]" CLOUD_TAIL
+                                                        " trailing",
+      400 },
+    { "{\"messages\":[" STOP_MSG("wamid.OK4") "],\"metadata\":7}", 400 },
+    /* On-Premise without the route naming a Configuration */
+    { "{\"messages\":[" STOP_MSG("wamid.OK5") "]}", 400 },
+};
+
+const size_t wa_n_malformed = sizeof(wa_malformed) / sizeof(wa_malformed[0]);
 
 void wa_effect_name(char *out, size_t cap, const struct wa_effect *e)
 {

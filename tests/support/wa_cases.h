@@ -57,6 +57,25 @@
     "\"ABGGFlA5FpafAgo6EhzWqDeP6fMB\"},\"button\":{\"payload\":null,"          \
     "\"text\":\"Unsubscribe\"}}]}"
 
+#define CLOUD_HEAD                                                             \
+    "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\","      \
+    "\"changes\":[{\"field\":\"messages\",\"value\":{\"metadata\":{"           \
+    "\"phone_number_id\":\"1122334455667\"},"
+#define CLOUD_TAIL "}}]}]}"
+#define STOP_MSG(id)                                                           \
+    "{\"from\":\"972987654321\",\"id\":\"" id "\",\"timestamp\":"              \
+    "\"1767225600\",\"type\":\"text\",\"text\":{\"body\":\"STOP\"}}"
+
+/* A username user: no from, no wa_id, only the BSUID. */
+#define BSUID_ONLY(id, user, body)                                             \
+    "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\","      \
+    "\"changes\":[{\"field\":\"messages\",\"value\":{\"metadata\":{"           \
+    "\"phone_number_id\":\"123456123\"},\"contacts\":[{\"profile\":{"          \
+    "\"username\":\"@testusername\"},\"user_id\":\"" user "\"}],"              \
+    "\"messages\":[{\"id\":\"" id "\",\"timestamp\":\"1767225600\","           \
+    "\"type\":\"text\",\"from_user_id\":\"" user "\",\"text\":{\"body\":"      \
+    "\"" body "\"}}]}}]}]}"
+
 /* ---- bodies ----------------------------------------------------------- */
 
 /* tests/data/whatsapp/<name> (owned). */
@@ -75,6 +94,11 @@ enum wa_derive {
     WA_ERROR_CODE,     /* statuses[0].errors[0].code = 131050 */
     WA_PNID,           /* metadata.phone_number_id = arg, body STOP */
 };
+
+/* A Cloud API delivery of one text message from `wa_id` (digits, no
+ * "+") with id `wamid` to `pnid`, at `ts` (Unix seconds) (owned). */
+char *wa_text_body(const char *pnid, const char *wa_id, const char *wamid,
+                   long long ts, const char *text);
 
 /* A fixture with one field changed (owned; WA_AS_IS: the bytes as
  * stored). */
@@ -129,6 +153,17 @@ struct wa_effect {
 
 extern const struct wa_effect wa_effects[];
 extern const size_t wa_n_effects;
+
+/* Bodies that must be refused whole (400), signed as they are: nothing
+ * of them may be applied.  Posted to /webhooks/whatsapp (no
+ * {configuration}). */
+struct wa_malformed {
+    const char *body;
+    int status;
+};
+
+extern const struct wa_malformed wa_malformed[];
+extern const size_t wa_n_malformed;
 
 /* "fixture/how/arg", for messages. */
 void wa_effect_name(char *out, size_t cap, const struct wa_effect *e);

@@ -412,67 +412,7 @@ static void test_whatsapp__config_keys(void **state)
     config_diag_dispose(&d);
 }
 
-/* ---- malformed bodies
- * --------------------------------------------------------
- */
-
-#define CLOUD_HEAD                                                             \
-    "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\","      \
-    "\"changes\":[{\"field\":\"messages\",\"value\":{\"metadata\":{"           \
-    "\"phone_number_id\":\"1122334455667\"},"
-#define CLOUD_TAIL "}}]}]}"
-#define STOP_MSG(id)                                                           \
-    "{\"from\":\"972987654321\",\"id\":\"" id "\",\"timestamp\":"              \
-    "\"1767225600\",\"type\":\"text\",\"text\":{\"body\":\"STOP\"}}"
-
-static const struct {
-    const char *body;
-    int status;
-} malformed[] = {
-    { "", 400 },
-    { "{", 400 },
-    { "[]", 400 },
-    { "null", 400 },
-    { "{}", 400 },
-    { "{\"object\":\"page\",\"entry\":[]}", 400 },
-    { "{\"object\":\"whatsapp_business_account\"}", 400 },
-    { "{\"object\":\"whatsapp_business_account\",\"entry\":{}}", 400 },
-    { "{\"entry\":[1]}", 400 },
-    { "{\"entry\":[{\"changes\":\"x\"}]}", 400 },
-    { "{\"entry\":[{\"changes\":[{\"value\":[]}]}]}", 400 },
-    { CLOUD_HEAD "\"messages\":{}" CLOUD_TAIL, 400 },
-    { CLOUD_HEAD "\"messages\":[\"x\"]" CLOUD_TAIL, 400 },
-    /* all or nothing: a good STOP, then a message without an id */
-    { CLOUD_HEAD "\"messages\":[" STOP_MSG(
-          "wamid.OK1") ",{\"from\":"
-                       "\"972987654321\",\"timestamp\":\"1\"}]" CLOUD_TAIL,
-      400 },
-    { CLOUD_HEAD "\"messages\":[" STOP_MSG(
-          "wamid.OK2") ",{\"id\":\"x\","
-                       "\"from\":\"972987654321\",\"timestamp\":\"12a\"}"
-                       "]" CLOUD_TAIL,
-      400 },
-    { CLOUD_HEAD "\"messages\":[{\"id\":\"x\",\"timestamp\":1.5}]" CLOUD_TAIL,
-      400 },
-    { CLOUD_HEAD "\"messages\":[{\"id\":\"x\",\"timestamp\":-1}]" CLOUD_TAIL,
-      400 },
-    { CLOUD_HEAD "\"messages\":[{\"id\":\"x\",\"timestamp\":"
-                 "\"99999999999999999999\"}]" CLOUD_TAIL,
-      400 },
-    { CLOUD_HEAD "\"messages\":[{\"id\":7,\"timestamp\":\"1\"}]" CLOUD_TAIL,
-      400 },
-    { CLOUD_HEAD "\"messages\":[{\"id\":\"x\",\"timestamp\":\"1\",\"from\":"
-                 "4915}]" CLOUD_TAIL,
-      400 },
-    { CLOUD_HEAD "\"statuses\":[{\"id\":\"x\",\"timestamp\":\"1\"}]" CLOUD_TAIL,
-      400 },
-    { CLOUD_HEAD "\"messages\":[" STOP_MSG("wamid.OK3") "]" CLOUD_TAIL
-                                                        " trailing",
-      400 },
-    { "{\"messages\":[" STOP_MSG("wamid.OK4") "],\"metadata\":7}", 400 },
-    /* On-Premise without the route naming a Configuration */
-    { "{\"messages\":[" STOP_MSG("wamid.OK5") "]}", 400 },
-};
+/* ---- malformed bodies (the table in wa_cases.c) -------------------------- */
 
 static void test_whatsapp__malformed_applies_nothing(void **state)
 {
@@ -482,10 +422,10 @@ static void test_whatsapp__malformed_applies_nothing(void **state)
 
     seed(f, CFG_IL, IL, SINGLE);
     wa_snap(&before, f->c);
-    for (i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
-        int status = deliver(f, malformed[i].body, NULL);
+    for (i = 0; i < wa_n_malformed; i++) {
+        int status = deliver(f, wa_malformed[i].body, NULL);
 
-        if (status != malformed[i].status)
+        if (status != wa_malformed[i].status)
             fail_msg("malformed %zu: %d", i, status);
     }
     wa_snap(&after, f->c);
@@ -652,16 +592,6 @@ static void test_whatsapp__quarantine_then_replay(void **state)
                      1);
     free(body);
 }
-
-/* A username user: no from, no wa_id, only the BSUID. */
-#define BSUID_ONLY(id, user, body)                                             \
-    "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\","      \
-    "\"changes\":[{\"field\":\"messages\",\"value\":{\"metadata\":{"           \
-    "\"phone_number_id\":\"123456123\"},\"contacts\":[{\"profile\":{"          \
-    "\"username\":\"@testusername\"},\"user_id\":\"" user "\"}],"              \
-    "\"messages\":[{\"id\":\"" id "\",\"timestamp\":\"1767225600\","           \
-    "\"type\":\"text\",\"from_user_id\":\"" user "\",\"text\":{\"body\":"      \
-    "\"" body "\"}}]}}]}]}"
 
 static void test_whatsapp__bsuid_link_stored_and_used(void **state)
 {
