@@ -150,7 +150,14 @@ int writer_new(writer **out, const char *path,
         w->opts.max_group = 1;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cond, NULL);
-    if (cache_open(&w->c, path, 0) != 0 || cache_durability(w->c, 1) != 0)
+    /* Every item runs in a SAVEPOINT, and SQLite keeps what a savepoint
+     * may have to restore in a statement journal: a temp file once it
+     * outgrows 64 KiB, i.e. one pwrite() per page per item (measured: 5
+     * of the 6 page writes of a WhatsApp reply, a quarter of the
+     * writer's throughput).  In memory it holds at most the pages one
+     * group touched. */
+    if (cache_open(&w->c, path, 0) != 0 || cache_durability(w->c, 1) != 0 ||
+        cache_exec(w->c, "PRAGMA temp_store = MEMORY") != 0)
         goto fail;
     if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
         err_set(ERR_CLASS_OS, "cannot start the writer thread");
