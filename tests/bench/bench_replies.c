@@ -20,7 +20,9 @@
  *       +49160<FIRST + i, 8 digits> (a number the gate allows), and from
  *       its 200 on, GET /v1/gate for it until the answer is a deny.
  *       Prints the milliseconds from each 200 to its deny (p50, p99,
- *       max) and how many denies needed more than one GET.
+ *       max) and how many denies needed more than one GET; beside them
+ *       the same GET once more right after (nothing new to catch up
+ *       with: the baseline of a gate round trip in the same run).
  *
  * One libevent loop (evhttp's client) for the first, blocking libcurl
  * with kept-alive connections for the second.
@@ -244,7 +246,7 @@ static int run_stop_to_deny(int argc, char **argv)
     struct sink s;
     CURL *post = curl_easy_init(), *get = curl_easy_init();
     long long count, first, i, repolled = 0;
-    double *ms, t0;
+    double *ms, *base, t0;
     int polls;
 
     if (argc != 9)
@@ -252,6 +254,7 @@ static int run_stop_to_deny(int argc, char **argv)
     count = strtoll(argv[7], NULL, 10);
     first = strtoll(argv[8], NULL, 10);
     ms = xcalloc((size_t)count, sizeof(*ms));
+    base = xcalloc((size_t)count, sizeof(*base));
     snprintf(url, sizeof(url), "http://127.0.0.1:%s/webhooks/whatsapp",
              argv[2]);
     curl_easy_setopt(post, CURLOPT_URL, url);
@@ -283,11 +286,18 @@ static int run_stop_to_deny(int argc, char **argv)
         }
         ms[i] = (now_s() - t0) * 1000;
         repolled += polls > 1;
+        t0 = now_s();
+        if (perform(get, &s) != 200)
+            return 1;
+        base[i] = (now_s() - t0) * 1000;
     }
     qsort(ms, (size_t)count, sizeof(*ms), cmp_double);
-    printf("count=%lld p50_ms=%.3f p99_ms=%.3f max_ms=%.3f repolled=%lld\n",
+    qsort(base, (size_t)count, sizeof(*base), cmp_double);
+    printf("count=%lld p50_ms=%.3f p99_ms=%.3f max_ms=%.3f repolled=%lld "
+           "base_p50_ms=%.3f base_p99_ms=%.3f\n",
            count, ms[count / 2], ms[(count * 99) / 100], ms[count - 1],
-           repolled);
+           repolled, base[count / 2], base[(count * 99) / 100]);
+    free(base);
     free(ms);
     curl_slist_free_all(kh);
     curl_easy_cleanup(post);
