@@ -1,7 +1,7 @@
 /*
  * cli_listen — `optsync listen`: runs the HTTP listener (gate API,
- * health, metrics; the webhook routes once they are wired) until SIGINT
- * or SIGTERM, then shuts it down gracefully: stop accepting, answer what
+ * WhatsApp and Dataverse webhooks, health, metrics) until SIGINT or
+ * SIGTERM, then shuts it down gracefully: stop accepting, answer what
  * is in flight, commit, exit 0.
  *
  * `optsync serve` will run the same listener as one of its stages
@@ -77,7 +77,7 @@ static int run(struct cli_ctx *ctx, int argc, char **argv)
 const struct cli_command cli_listen_command = {
     .name = "listen",
     .synopsis = "",
-    .summary = "run the HTTP listener (gate API, health, metrics)",
+    .summary = "run the HTTP listener (gate API, webhooks, health, metrics)",
     .description =
         "Serves HTTP on [listener] address:port (port 0 picks a free one;\n"
         "the log says event=listening port=N), HTTPS when tls_cert and\n"
@@ -85,7 +85,10 @@ const struct cli_command cli_listen_command = {
         "POST /v1/preferences, GET /v1/configurations/{id}/numbers (these\n"
         "need [listener] api_key as X-API-Key or Authorization: Bearer),\n"
         "GET /healthz, /readyz (503 until synced and while stale) and\n"
-        "/metrics (Prometheus).  Writes are answered 200 only after they\n"
+        "/metrics (Prometheus); GET/POST /webhooks/whatsapp and\n"
+        "POST /webhooks/whatsapp/{configuration} ([whatsapp] app_secret\n"
+        "or the secret header, verify_token) and POST /webhooks/dataverse\n"
+        "([dataverse_webhook] key).  Writes are answered 200 only after they\n"
         "committed.  Runs until SIGINT or SIGTERM, then stops accepting,\n"
         "answers the requests in flight, commits and exits 0.",
     .exit_codes = "  0  stopped by SIGINT or SIGTERM\n"

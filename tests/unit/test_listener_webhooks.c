@@ -956,7 +956,7 @@ test_listener_webhooks__logs_carry_no_payload_or_secret(void **state)
     char *wrong = wa_sign("guessed-secret", body, strlen(body));
     char *wrong_line = xasprintf("X-Hub-Signature-256: %s", wrong);
     const char *wrong_h[] = { wrong_line, NULL };
-    char *path = xasprintf("%s/log.txt", f->t.dir), *log, text[64], ct[64];
+    char *path = xasprintf("%s/log.txt", f->t.dir), *log, text[64], ct[128];
     FILE *fp = fopen(path, "w");
     size_t i;
     static const char *const absent[] = {
