@@ -1,11 +1,16 @@
 """`optsync listen` as a process: a synced cache served over HTTP, the
 gate API answering as `optsync gate --json` does, readiness, SIGTERM and
 SIGINT ending it with exit 0 after answering, and its documented exit
-codes for a bad TLS file (2) and a port already taken (4).
+codes for a bad TLS file (2) and a port already taken (4).  The webhook
+routes with the secrets of config/optsync.ini: a signed WhatsApp STOP
+seen at once by `optsync gate` (another process) and `optsync history`,
+a wrong signature refused, a Dataverse hint queued.
 
 ctest-labels: quick;integration
 """
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -20,6 +25,9 @@ import urllib.request
 from optsync_testlib import OptsyncCase
 
 KEY = "listen-test-key-0123456789"
+# config/optsync.ini's [whatsapp] app_secret and [dataverse_webhook] key
+WA_SECRET = b"optsync-demo-app-secret"
+DV_KEY = "optsync-demo-webhook-key"
 DEADLINE = 60  # seconds; a guard against hangs, never a timing check
 
 
@@ -102,6 +110,74 @@ class ListenTest(OptsyncCase):
         self.assertEqual(self.proc.wait(timeout=DEADLINE), 0)
         self.log.seek(0)
         self.assertIn("event=listener_stopped", self.log.read())
+
+    def post(self, path, body, headers):
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d%s" % (self.port, path), data=body,
+            headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=DEADLINE) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def test_webhooks(self):
+        path, _ = self.seed(configurations=2, numbers=60)
+        self.emulator(seed=path)
+        self.sync_ok()
+        conf, pnid, phone = self.query(
+            "SELECT c.id, c.phone_number_id, n.e164 FROM configurations c "
+            "JOIN numbers n ON n.configuration_id = c.id WHERE "
+            "c.phone_number_id IS NOT NULL AND n.e164 IS NOT NULL AND "
+            "n.status IN (1, 2) AND n.active = 1 AND NOT EXISTS (SELECT 1 "
+            "FROM numbers o WHERE o.e164 = n.e164 AND o.configuration_id = "
+            "c.id AND o.status = 3) ORDER BY n.local_id LIMIT 1")[0]
+        self.start_listen()
+        body = json.dumps({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"phone_number_id": pnid},
+                "contacts": [{"wa_id": phone[1:]}],
+                "messages": [{"from": phone[1:], "id": "wamid.listen1",
+                              "timestamp": str(int(time.time())),
+                              "type": "text", "text": {"body": "STOP"}}]}}]}],
+        }).encode()
+        sig = "sha256=" + hmac.new(WA_SECRET, body, hashlib.sha256).hexdigest()
+        status, answer = self.post("/webhooks/whatsapp", body,
+                                   {"X-Hub-Signature-256": "sha256=" +
+                                    "0" * 64})
+        self.assertEqual(status, 401, answer)
+        status, answer = self.post("/webhooks/whatsapp", body,
+                                   {"X-Hub-Signature-256": sig})
+        self.assertEqual(status, 200, answer)
+        self.assertEqual(json.loads(answer)["transitions"], 1)
+        # committed before the 200: another process sees it now
+        res = self.optsync("gate", "--json", "--configuration", conf, phone)
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertEqual(json.loads(res.stdout)[0]["reason"], "opted_out")
+        res = self.optsync("history", "--json", "--configuration", conf,
+                           phone)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertEqual(json.loads(res.stdout)[-1]["source"], "whatsapp")
+        with open(os.path.join(os.environ["OPTSYNC_SOURCE_DIR"], "tests",
+                               "data", "dv_webhook",
+                               "number_update_async.json"), "rb") as f:
+            dv_body = f.read()
+        status, answer = self.post("/webhooks/dataverse", dv_body,
+                                   {"X-Optsync-Key": DV_KEY + "x"})
+        self.assertEqual(status, 401, answer)
+        status, answer = self.post("/webhooks/dataverse", dv_body,
+                                   {"X-Optsync-Key": DV_KEY,
+                                    "Content-Type": "application/json"})
+        self.assertEqual(status, 200, answer)
+        self.assertEqual(json.loads(answer)["outcome"], "queued")
+        self.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.proc.wait(timeout=DEADLINE), 0)
+        self.log.seek(0)
+        log = self.log.read()
+        self.assertIn("event=whatsapp_delivery result=applied", log)
+        self.assertNotIn(WA_SECRET.decode(), log)
 
     def test_sigint_exits_zero(self):
         self.start_listen()
