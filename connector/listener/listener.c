@@ -437,20 +437,26 @@ static int tls_init(struct listener *l)
 /* ---- the socket -----------------------------------------------------------
  */
 
-static int bind_socket(struct listener *l)
+/*
+ * A listening socket on [listener] address and `port` (0: a free one),
+ * with SO_REUSEPORT so that every worker can have its own (design note
+ * 1).  Writes the bound port to *out_port.
+ */
+static int listen_fd(int *out, int *out_port, const struct listener *l,
+                     int port)
 {
     struct addrinfo hints, *res = NULL;
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    char port[16];
+    char service[16];
     int fd = -1, one = 1, rc;
 
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    snprintf(port, sizeof(port), "%d", (int)l->cfg->listener.port);
-    rc = getaddrinfo(l->cfg->listener.address, port, &hints, &res);
+    snprintf(service, sizeof(service), "%d", port);
+    rc = getaddrinfo(l->cfg->listener.address, service, &hints, &res);
     if (rc != 0) {
         err_set(ERR_CLASS_CONFIG, "[listener] address %s: %s",
                 l->cfg->listener.address, gai_strerror(rc));
@@ -458,21 +464,32 @@ static int bind_socket(struct listener *l)
     }
     fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
         bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
         listen(fd, SOMAXCONN) != 0 || evutil_make_socket_nonblocking(fd) ||
         getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
         err_set(ERR_CLASS_OS, "cannot listen on %s:%s: %s",
-                l->cfg->listener.address, port, strerror(errno));
+                l->cfg->listener.address, service, strerror(errno));
         if (fd >= 0)
             close(fd);
         freeaddrinfo(res);
         return ERR_FAIL;
     }
     freeaddrinfo(res);
-    l->fd = fd;
-    l->port =
+    *out = fd;
+    *out_port =
         ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                        : ((struct sockaddr_in *)&ss)->sin_port);
+    return 0;
+}
+
+static int bind_socket(struct listener *l)
+{
+    int port;
+
+    if (listen_fd(&l->fd, &port, l, (int)l->cfg->listener.port) != 0)
+        return ERR_FAIL;
+    l->port = port;
     return 0;
 }
 
@@ -482,7 +499,7 @@ static int bind_socket(struct listener *l)
 static int worker_http(struct listener__worker *w)
 {
     const struct optsync_config *cfg = w->l->cfg;
-    int fd;
+    int fd, port;
 
     w->http = evhttp_new(w->base);
     if (!w->http)
@@ -497,7 +514,12 @@ static int worker_http(struct listener__worker *w)
     evhttp_set_timeout(w->http, (int)cfg->listener.idle_timeout);
     if (w->l->tls)
         evhttp_set_bevcb(w->http, tls_bev, w);
-    fd = dup(w->l->fd); /* design note 1: each worker closes its own */
+    /* Design note 1: worker 0 takes the first socket (a dup, so it can
+     * close its own), every other worker binds its own to the same port. */
+    if (w->index == 0)
+        fd = dup(w->l->fd);
+    else if (listen_fd(&fd, &port, w->l, w->l->port) != 0)
+        fd = -1;
     if (fd < 0)
         return ERR_FAIL;
     w->bound = evhttp_accept_socket_with_handle(w->http, fd);
@@ -512,8 +534,8 @@ static int worker_http(struct listener__worker *w)
  * evhttp turns reading and writing off and on around every request, and
  * changes that cancel out then cost no epoll_ctl at all (measured: about
  * a tenth of the listener's CPU went to epoll_ctl without it).  Safe here:
- * no two descriptors of one loop share an open file (the listening
- * socket's dup() lives in another loop). */
+ * no two descriptors of one loop share an open file (worker 0's dup() of
+ * the first listening socket lives in its own loop). */
 static struct event_base *new_base(void)
 {
     struct event_config *ec = event_config_new();

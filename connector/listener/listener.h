@@ -13,10 +13,12 @@
  * Design notes
  *  (1) Threads: `[listener] threads` workers, each with its own
  *      event_base, evhttp, cache connection and gate handle (a gate
- *      belongs to one thread, gate.h note 6).  One listening socket is
- *      shared: each worker accepts on its own dup() of it, so the kernel
- *      hands each connection to one waiting worker and every worker can
- *      close its copy alone.  Handlers never block; writes go to the one
+ *      belongs to one thread, gate.h note 6).  Each worker accepts on
+ *      its own listening socket, all bound to one port with SO_REUSEPORT:
+ *      the kernel spreads connections over the workers by their address
+ *      (one shared socket let the first worker take every connection of
+ *      a keep-alive client), and every worker closes its own socket
+ *      alone.  Handlers never block; writes go to the one
  *      writer thread and come back to the request's own loop
  *      (route_req_write).
  *  (2) Limits: evhttp enforces max_body on Content-Length before it reads
