@@ -24,7 +24,7 @@
  *     131050 failure of a marketing template, an opt-in, a wrongly signed
  *     delivery (401, nothing changed).
  *
- * ctest-labels: quick;emulator
+ * ctest-labels: quick;integration
  * ctest-timeout: 600
  */
 #include <stdarg.h>

@@ -10,7 +10,7 @@
  * part results; several rows holding one number; the alternate-key
  * mapping.  Tests wait on the emulator's conditions, never on sleeps.
  *
- * ctest-labels: quick;emulator
+ * ctest-labels: quick;integration
  * ctest-timeout: 600
  */
 #include <stdarg.h>
