@@ -385,9 +385,40 @@ static const char *const migration_6[] = {
     NULL,
 };
 
+/*
+ * Migration 7: consent messages sent through WhatsApp (outbox kind
+ * "whatsapp", outbox_whatsapp.c).
+ *  - message: which one (double_opt_in_request, opt_in_confirmation,
+ *    opt_out_confirmation); NULL on Dataverse rows.
+ *  - wamid, delivery, delivery_at: Meta's id of the sent message and the
+ *    last status webhook for it (sent, delivered, read, failed).
+ *  - outbox_messages: "never twice within double_opt_in_window" looks up
+ *    the number's earlier requests.
+ *  - sender_state: one row; paused_reason is set while Meta refuses the
+ *    token (190 / 401) and every send waits, so `status` and /metrics
+ *    can say why from any process.
+ */
+static const char *const migration_7[] = {
+    "ALTER TABLE outbox ADD COLUMN message TEXT;",
+    "ALTER TABLE outbox ADD COLUMN wamid TEXT;",
+    "ALTER TABLE outbox ADD COLUMN delivery TEXT;",
+    "ALTER TABLE outbox ADD COLUMN delivery_at INTEGER;",
+    "CREATE INDEX outbox_by_wamid ON outbox(wamid) WHERE wamid IS NOT NULL;",
+    "CREATE INDEX outbox_messages ON outbox(configuration_id, e164, message)"
+    "  WHERE message IS NOT NULL;",
+    "CREATE TABLE sender_state ("
+    "  id            INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  paused_reason TEXT," /* NULL: sending */
+    "  paused_since  INTEGER,"
+    "  updated_at    INTEGER"
+    ") STRICT;",
+    "INSERT INTO sender_state(id) VALUES (1);",
+    NULL,
+};
+
 const char *const *const cache__migrations[] = {
-    migration_1, migration_2, migration_3,
-    migration_4, migration_5, migration_6,
+    migration_1, migration_2, migration_3, migration_4,
+    migration_5, migration_6, migration_7,
 };
 
 const int cache__migration_count =

@@ -25,6 +25,10 @@ void consent_options_init(struct consent_options *out,
     out->double_opt_in_window = cfg->consent.double_opt_in_window * 1000;
     out->write_preferences =
         m && (m->number.topics != NULL || m->number.paused_until != NULL);
+    out->send_messages =
+        cfg->whatsapp.send && strcmp(cfg->whatsapp.send, "off") != 0;
+    out->opt_in_confirmation = cfg->messages.opt_in_confirmation_template ||
+                               cfg->messages.opt_in_confirmation_text;
 }
 
 /* ---- the rule table ------------------------------------------------------ */
@@ -191,9 +195,26 @@ static int apply_preference(struct consent_result *out, cache *c,
     return rc;
 }
 
+/* The message the transition calls for (note 8), on the Configuration
+ * the event came in on only. */
+static int queue_message(cache *c, const struct consent_options *opts,
+                         const char *cfg, const struct configuration_info *info,
+                         const struct consent_event *ev,
+                         enum consent_status from, enum consent_status to)
+{
+    struct consent_transition t;
+
+    memset(&t, 0, sizeof(t));
+    t.from = from;
+    t.to = to;
+    t.source = ev->source;
+    t.double_opt_in = info->double_opt_in;
+    return consent__queue_message(c, opts, cfg, ev->e164, &t, ev->event_at);
+}
+
 static int apply_expression(struct consent_result *out, cache *c,
                             const struct consent_options *opts, const char *cfg,
-                            const struct consent_event *ev)
+                            int origin, const struct consent_event *ev)
 {
     struct configuration_info info;
     struct consent__keys keys;
@@ -225,6 +246,8 @@ static int apply_expression(struct consent_result *out, cache *c,
         if (rc == 0)
             rc = consent__ledger(c, cfg, ev->e164, st.status, next,
                                  ev->event_at, ev->source, ev->evidence);
+        if (rc == 0 && origin)
+            rc = queue_message(c, opts, cfg, &info, ev, st.status, next);
         out->outcome = CONSENT_CHANGED;
         out->to = next;
     }
@@ -259,8 +282,8 @@ static int inbound_seen(int *seen, cache *c, const struct consent_event *ev)
  */
 
 /* The configurations an expression applies to (note: WABA-wide stops). */
-static int targets(char (**ids)[MAPPING_GUID_LEN + 1], size_t *n, cache *c,
-                   const struct consent_event *ev)
+static int targets(char (**ids)[MAPPING_GUID_LEN + 1], size_t *n, char *origin,
+                   cache *c, const struct consent_event *ev)
 {
     char id[MAPPING_GUID_LEN + 1];
     int rc;
@@ -275,6 +298,7 @@ static int targets(char (**ids)[MAPPING_GUID_LEN + 1], size_t *n, cache *c,
     }
     if (rc)
         return rc == ERR_CONFLICT ? ERR_BADINPUT : rc;
+    memcpy(origin, id, sizeof(id));
     if (ev->waba_wide)
         return configurations_same_waba(ids, n, c, id);
     *ids = xmalloc(sizeof(**ids));
@@ -332,6 +356,7 @@ int consent_apply_locked(struct consent_result *out, cache *c,
                          const struct consent_event *event)
 {
     char(*ids)[MAPPING_GUID_LEN + 1] = NULL;
+    char origin[MAPPING_GUID_LEN + 1] = "";
     char e164[PHONE_E164_MAX];
     struct consent_event keyed, *ev = &keyed;
     struct consent_result r;
@@ -345,8 +370,8 @@ int consent_apply_locked(struct consent_result *out, cache *c,
     if (rc)
         return rc;
     if (ev->action == CONSENT_ACT_MIRROR)
-        return consent__mirror(out, c, ev);
-    rc = targets(&ids, &n, c, ev);
+        return consent__mirror(out, c, opts, ev);
+    rc = targets(&ids, &n, origin, c, ev);
     if (rc == 0)
         rc = inbound_seen(&seen, c, ev);
     if (rc == 0 && seen) {
@@ -355,7 +380,8 @@ int consent_apply_locked(struct consent_result *out, cache *c,
     }
     for (i = 0; rc == 0 && i < n; i++) {
         memset(&r, 0, sizeof(r));
-        rc = apply_expression(&r, c, opts, ids[i], ev);
+        rc = apply_expression(&r, c, opts, ids[i], strcmp(ids[i], origin) == 0,
+                              ev);
         merge(out, &r, i);
     }
     out->configurations = (int)n;

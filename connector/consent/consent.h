@@ -31,6 +31,14 @@
  *      an earlier one instead of racing it.
  *  (7) The first load of an empty cache is a baseline, not a million
  *      transitions: see consent_baseline_row().
+ *  (8) Consent messages (consent_message_for, consent_messages.c): a
+ *      transition that calls for a WhatsApp message queues it as an
+ *      outbox row of kind "whatsapp" in the transition's transaction, for
+ *      the Configuration the event came in on (a WABA-wide stop confirms
+ *      once).  The baseline queues nothing (note 7); a double opt-in
+ *      request already queued or sent within double_opt_in_window is not
+ *      queued again; a newer message replaces one still pending for the
+ *      number.  The outbox checks the number's state again before sending.
  *
  * State machine (double opt-in required by the Configuration = "DOI"):
  *
@@ -125,6 +133,10 @@ struct consent_result {
 struct consent_options {
     int64_t double_opt_in_window; /* ms */
     int write_preferences;        /* the mapping names topic / pause columns */
+    int send_messages;            /* [whatsapp] send is not off: queue the
+                                     consent messages (note 8) */
+    int opt_in_confirmation;      /* [messages] names an opt-in confirmation
+                                     (template or text) */
 };
 
 struct optsync_config;
@@ -208,6 +220,47 @@ enum consent_status consent_next_status(enum consent_action action,
                                         enum consent_status current,
                                         int64_t current_at, int64_t event_at,
                                         int double_opt_in, int64_t window_ms);
+
+/* ---- consent messages (note 8) ------------------------------------------ */
+
+enum consent_message {
+    CONSENT_MSG_NONE = 0,
+    CONSENT_MSG_DOUBLE_OPT_IN_REQUEST, /* "please confirm", quick reply 0 */
+    CONSENT_MSG_OPT_IN_CONFIRMATION,   /* optional "you are subscribed" */
+    CONSENT_MSG_OPT_OUT_CONFIRMATION,  /* "you will get no more" */
+};
+
+/* A transition, as the message rules see it. */
+struct consent_transition {
+    enum consent_status from, to;
+    const char *source; /* CONSENT_SOURCE_* */
+    int double_opt_in;  /* the Configuration requires double opt-in */
+};
+
+/*
+ * The message a transition calls for (docs/design.md, Consent messages):
+ *   double opt-in request  to single_opt_in on a double opt-in
+ *                          Configuration, from any source but a delivery
+ *                          failure (131050)
+ *   opt-out confirmation   to opted_out from a WhatsApp message (keyword,
+ *                          payload, button); not the "stop marketing"
+ *                          preference, a 131050 failure, Dynamics or manual
+ *   opt-in confirmation    to the final opted-in state from a WhatsApp
+ *                          message, when configured
+ * CONSENT_MSG_NONE otherwise, and always when opts->send_messages is off.
+ */
+enum consent_message consent_message_for(const struct consent_options *opts,
+                                         const struct consent_transition *t);
+
+/* "double_opt_in_request", ...; NULL for NONE. */
+const char *consent_message_name(enum consent_message m);
+/* The inverse; CONSENT_MSG_NONE for NULL or an unknown name. */
+enum consent_message consent_message_parse(const char *name);
+
+/* Whether a number still is where message `m` belongs (checked again
+ * just before sending): single_opt_in for the request, opted_out for the
+ * opt-out confirmation, opted in (single or double) for the opt-in one. */
+int consent_message_still_due(enum consent_message m, enum consent_status now);
 
 /* Strictness for note (1): higher is stricter. */
 int consent_status_rank(enum consent_status s);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "configurations.h"
 #include "err.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -319,8 +320,35 @@ static char *evidence_text(const struct dv_evidence *e)
     return text;
 }
 
+/* A Dataverse-caused transition's message (consent.h note 8): the
+ * double opt-in request after a row created or changed in Dynamics. */
+static int queue_message(cache *c, const struct consent_options *opts,
+                         const char *cfg, const char *e164,
+                         enum consent_status from, enum consent_status to,
+                         const char *source, int64_t t)
+{
+    struct configuration_info info;
+    struct consent_transition tr;
+    int rc;
+
+    memset(&tr, 0, sizeof(tr));
+    tr.from = from;
+    tr.to = to;
+    tr.source = source;
+    tr.double_opt_in = 1; /* the only message Dynamics can cause */
+    if (!opts || consent_message_for(opts, &tr) == CONSENT_MSG_NONE)
+        return 0;
+    rc = configurations_get(&info, c, cfg);
+    if (rc)
+        return rc == ERR_NOTFOUND ? 0 : rc;
+    tr.double_opt_in = info.double_opt_in;
+    configuration_info_dispose(&info);
+    return consent__queue_message(c, opts, cfg, e164, &tr, t);
+}
+
 /* Ledger entry when the state of (cfg, e164) moved from `before`. */
-static int record_if_changed(cache *c, const char *cfg, const char *e164,
+static int record_if_changed(cache *c, const struct consent_options *opts,
+                             const char *cfg, const char *e164,
                              const struct consent__state *before,
                              const char *source, int64_t t,
                              const struct dv_evidence *e)
@@ -338,6 +366,9 @@ static int record_if_changed(cache *c, const char *cfg, const char *e164,
     rc = consent__ledger(c, cfg, e164, before->status, after.status,
                          after.rows ? after.status_at : t, source, evidence);
     free(evidence);
+    if (rc == 0 && after.rows)
+        rc = queue_message(c, opts, cfg, e164, before->status, after.status,
+                           source, after.status_at);
     return rc;
 }
 
@@ -358,6 +389,7 @@ static int touch(cache *c, const struct existing *x, int64_t sweep_mark)
 }
 
 static int apply_plan(struct consent_result *out, cache *c,
+                      const struct consent_options *opts,
                       const struct existing *x, const struct consent_event *ev,
                       struct row_plan *p, int64_t t)
 {
@@ -393,11 +425,11 @@ static int apply_plan(struct consent_result *out, cache *c,
                                       p->status, p->status_at, "corrective");
     e.note = p->corrective ? "dataverse lost: corrected" : NULL;
     if (rc == 0 && x->found && x->e164 && !same_key)
-        rc = record_if_changed(c, x->configuration_id, x->e164, &old_before,
-                               ev->source, t, &e);
+        rc = record_if_changed(c, opts, x->configuration_id, x->e164,
+                               &old_before, ev->source, t, &e);
     if (rc == 0 && p->e164[0])
-        rc = record_if_changed(c, r->configuration_id, p->e164, &new_before,
-                               ev->source, t, &e);
+        rc = record_if_changed(c, opts, r->configuration_id, p->e164,
+                               &new_before, ev->source, t, &e);
     out->from = new_before.status;
     out->to = p->status;
     out->outcome = p->corrective ? CONSENT_CORRECTED : CONSENT_CHANGED;
@@ -425,6 +457,7 @@ static int find_existing(struct existing *x, struct row_plan *p, int *planned,
 }
 
 int consent__mirror(struct consent_result *out, cache *c,
+                    const struct consent_options *opts,
                     const struct consent_event *ev)
 {
     const struct number_record *r = ev->row->rec;
@@ -461,7 +494,7 @@ int consent__mirror(struct consent_result *out, cache *c,
             plan_phone(&p, &x, ev->row);
         if (x.found)
             plan_status(&p, &x, &none, r, t);
-        rc = apply_plan(out, c, &x, ev, &p, t);
+        rc = apply_plan(out, c, opts, &x, ev, &p, t);
     }
     existing_dispose(&x);
     return rc;
@@ -512,8 +545,8 @@ int consent_row_deleted(cache *c, const char *dv_id, int64_t event_at,
     if (rc == 0)
         rc = orphan_or_delete(c, &x);
     if (rc == 0 && x.e164)
-        rc = record_if_changed(c, x.configuration_id, x.e164, &before, source,
-                               event_at, &e);
+        rc = record_if_changed(c, NULL, x.configuration_id, x.e164, &before,
+                               source, event_at, &e);
 out:
     existing_dispose(&x);
     return rc;
@@ -644,11 +677,11 @@ static int recheck_one(cache *c, const struct recheck_row *r,
     if (rc == 0)
         rc = recheck_write(c, r, &p, 1);
     if (rc == 0 && r->e164)
-        rc = record_if_changed(c, r->configuration_id, r->e164, &old_before,
-                               CONSENT_SOURCE_DATAVERSE, now, &e);
+        rc = record_if_changed(c, NULL, r->configuration_id, r->e164,
+                               &old_before, CONSENT_SOURCE_DATAVERSE, now, &e);
     if (rc == 0 && p.e164[0])
-        rc = record_if_changed(c, r->configuration_id, p.e164, &new_before,
-                               CONSENT_SOURCE_DATAVERSE, now, &e);
+        rc = record_if_changed(c, NULL, r->configuration_id, p.e164,
+                               &new_before, CONSENT_SOURCE_DATAVERSE, now, &e);
     (*rekeyed)++;
     return rc;
 }

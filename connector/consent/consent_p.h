@@ -65,11 +65,24 @@ int consent__cancel_writeback(cache *c, int64_t local_id);
 int consent__loses(int64_t event_at, enum consent_status next,
                    int64_t current_at, enum consent_status current);
 
+/* ---- consent_messages.c ---------------------------------------------------
+ */
+
+/*
+ * Queues the message transition `t` of (configuration, e164) calls for,
+ * if any (note 8), in the caller's transaction.  No-op when none or when
+ * the number has no active row.
+ */
+int consent__queue_message(cache *c, const struct consent_options *opts,
+                           const char *configuration_id, const char *e164,
+                           const struct consent_transition *t, int64_t at);
+
 /* ---- consent_mirror.c -----------------------------------------------------
  */
 
 /* The MIRROR half of consent_apply_locked. */
 int consent__mirror(struct consent_result *out, cache *c,
+                    const struct consent_options *opts,
                     const struct consent_event *ev);
 
 #endif

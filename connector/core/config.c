@@ -770,6 +770,45 @@ static void check_whatsapp(struct load_ctx *ctx,
                     "(401)");
 }
 
+/* A template is NAME:LANG (consent_confirm:de): both parts needed. */
+static void check_template(struct load_ctx *ctx, const char *name,
+                           const char *v)
+{
+    const char *colon = v ? strchr(v, ':') : NULL;
+
+    if (v && (!colon || colon == v || !colon[1] || strchr(colon + 1, ':')))
+        KEY_PROBLEM(ctx, key_index("messages", name), 1,
+                    "expected NAME:LANG (e.g. consent_confirm:de), got "
+                    "\"%s\"",
+                    v);
+}
+
+/* Consent messages: the credential of the chosen API, https, templates. */
+static void check_sending(struct load_ctx *ctx,
+                          const struct optsync_config *cfg)
+{
+    const char *send = cfg->whatsapp.send;
+    int cloud = send && strcmp(send, "cloud") == 0;
+    int d360 = send && strcmp(send, "360dialog") == 0;
+
+    check_template(ctx, "double_opt_in_template",
+                   cfg->messages.double_opt_in_template);
+    check_template(ctx, "opt_in_confirmation_template",
+                   cfg->messages.opt_in_confirmation_template);
+    check_template(ctx, "opt_out_confirmation_template",
+                   cfg->messages.opt_out_confirmation_template);
+    check_https(ctx, "whatsapp", "graph_url", cfg->whatsapp.graph_url);
+    check_https(ctx, "whatsapp", "d360_url", cfg->whatsapp.d360_url);
+    if (!(ctx->needs & CONFIG_FOR_SENDER))
+        return;
+    if (cloud && !cfg->whatsapp.access_token)
+        KEY_PROBLEM(ctx, key_index("whatsapp", "access_token"), 1,
+                    "required when send = cloud");
+    if (d360 && !cfg->whatsapp.d360_api_key)
+        KEY_PROBLEM(ctx, key_index("whatsapp", "d360_api_key"), 1,
+                    "required when send = 360dialog");
+}
+
 static void check_timing(struct load_ctx *ctx, const struct optsync_config *cfg)
 {
     if (cfg->sync.max_staleness <= cfg->sync.interval + cfg->dataverse.timeout)
@@ -807,6 +846,7 @@ static void cross_check(struct load_ctx *ctx, struct optsync_config *cfg)
     check_api_version(ctx, cfg->dataverse.api_version);
     check_webhook(ctx, cfg);
     check_whatsapp(ctx, cfg);
+    check_sending(ctx, cfg);
     check_timing(ctx, cfg);
     check_log(ctx, cfg);
     if ((ctx->needs & CONFIG_FOR_LISTENER) && !cfg->listener.api_key)

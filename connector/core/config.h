@@ -68,12 +68,26 @@ struct optsync_config {
         int64_t idle_timeout;    /* seconds */
     } listener;
     struct {
-        char *app_secret;   /* sensitive */
-        char *verify_token; /* sensitive */
-        char *auth;         /* signature | header */
-        char *header_name;  /* auth = header: the header to check */
-        char *header_value; /* sensitive; auth = header */
+        char *app_secret;    /* sensitive */
+        char *verify_token;  /* sensitive */
+        char *auth;          /* signature | header */
+        char *header_name;   /* auth = header: the header to check */
+        char *header_value;  /* sensitive; auth = header */
+        char *send;          /* off | cloud | 360dialog (consent messages) */
+        char *graph_url;     /* Cloud API base */
+        char *graph_version; /* "v21.0" */
+        char *access_token;  /* sensitive; send = cloud */
+        char *d360_url;      /* 360dialog base */
+        char *d360_api_key;  /* sensitive; send = 360dialog */
+        int64_t max_rate;    /* messages per second per phone number */
     } whatsapp;
+    struct {
+        char *double_opt_in_template;        /* NAME:LANG */
+        char *opt_in_confirmation_template;  /* NAME:LANG */
+        char *opt_out_confirmation_template; /* NAME:LANG */
+        char *opt_in_confirmation_text;      /* {business} = its name */
+        char *opt_out_confirmation_text;
+    } messages;
     struct {
         char *auth; /* header | webhookkey | querystring */
         char *header_name;

@@ -562,6 +562,8 @@ static void test_config__example_validates(void **state)
     setenv("OPTSYNC_WHATSAPP_APP_SECRET", "x", 1);
     setenv("OPTSYNC_WHATSAPP_VERIFY_TOKEN", "x", 1);
     setenv("OPTSYNC_DATAVERSE_WEBHOOK_KEY", "x", 1);
+    setenv("OPTSYNC_WHATSAPP_ACCESS_TOKEN", "x", 1);
+    setenv("OPTSYNC_D360_API_KEY", "x", 1);
     /* Production paths do not exist here: point them at test files. */
     snprintf(mapping_arg, sizeof(mapping_arg), "mapping.file=%s", mapping);
     snprintf(api_arg, sizeof(api_arg), "listener.api_key_file=%s", keyfile);

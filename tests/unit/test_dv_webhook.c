@@ -247,7 +247,7 @@ static void put_number(struct fixture *f, const char *id, const char *cfg,
     struct consent_row crow;
     struct consent_event ev;
     struct consent_result res;
-    struct consent_options opts = { 7LL * 86400000, 0 };
+    struct consent_options opts = { 7LL * 86400000, 0, 0, 0 };
     const char *why = NULL;
 
     assert_int_equal(mapping_number_from_row(&rec, f->m, row, &why), 0);

@@ -828,7 +828,7 @@ static void mirror_row(cache *c, const char *dv_id, const char *cfg,
                        const char *raw, const char *region,
                        enum consent_status status)
 {
-    struct consent_options opts = { 7 * DAY, 0 };
+    struct consent_options opts = { 7 * DAY, 0, 0, 0 };
     struct number_record rec;
     struct consent_row row;
     struct consent_event ev;
@@ -936,7 +936,7 @@ static void test_gate__whatsapp_stop_lands_on_the_crm_row(void **state)
 static void opt_out_tx(cache *c, const char *cfg, const char *e164, int64_t at,
                        int locked)
 {
-    struct consent_options opts = { 7 * DAY, 0 };
+    struct consent_options opts = { 7 * DAY, 0, 0, 0 };
     struct consent_event ev;
     struct consent_result r;
 

@@ -668,7 +668,7 @@ static void test_listener_emulators__quarantine_then_sync(void **state)
 static int setup_wa(void **state)
 {
     struct fixture *f = xcalloc(1, sizeof(*f));
-    struct consent_options copts = { 7 * 24 * 3600 * 1000LL, 0 };
+    struct consent_options copts = { 7 * 24 * 3600 * 1000LL, 0, 0, 0 };
     char *url;
     const char *args[] = { "--webhook-url",     NULL, "--app-secret", WA_SECRET,
                            "--webhook-retries", "0",  "--quiet",      NULL };
