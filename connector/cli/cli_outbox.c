@@ -118,6 +118,12 @@ static cJSON *row_json(sqlite3_stmt *st)
     cli_json_text(o, "dv_id", st, 10);
     cli_json_time(o, "created_at", st, 11);
     cli_json_time(o, "updated_at", st, 12);
+    if (sqlite3_column_type(st, 13) != SQLITE_NULL) {
+        /* A consent message (kind whatsapp). */
+        cli_json_text(o, "message", st, 13);
+        cli_json_text(o, "wamid", st, 14);
+        cli_json_text(o, "delivery", st, 15);
+    }
     return o;
 }
 
@@ -127,7 +133,8 @@ static cJSON *list_rows(cache *c, const char *state, int64_t limit)
         c, "SELECT id, kind, state, configuration_id, e164, status, reason, "
            "attempts, CASE WHEN state = 'pending' AND next_attempt_at > 0 "
            "THEN next_attempt_at END, "
-           "last_error, dv_id, created_at, updated_at FROM outbox WHERE "
+           "last_error, dv_id, created_at, updated_at, message, wamid, "
+           "delivery FROM outbox WHERE "
            "(?1 = 'all' OR state = ?1 OR (?1 = 'open' AND state IN "
            "('pending', 'inflight', 'dead'))) ORDER BY id DESC LIMIT ?2");
     cJSON *arr = cJSON_CreateArray();
@@ -162,7 +169,9 @@ static void print_list(FILE *out, const cJSON *arr)
     {
         fprintf(out, "%-6d %-10s %-9s %-16s %-13s %-4d %-20s %s\n",
                 cJSON_GetObjectItem(o, "id")->valueint, jstr(o, "state"),
-                jstr(o, "kind"), jstr(o, "phone"), jstr(o, "status"),
+                jstr(o, "kind"), jstr(o, "phone"),
+                cJSON_GetObjectItem(o, "message") ? jstr(o, "message")
+                                                  : jstr(o, "status"),
                 cJSON_GetObjectItem(o, "attempts")->valueint,
                 strcmp(jstr(o, "state"), "pending") == 0 &&
                         cJSON_IsNull(cJSON_GetObjectItem(o, "next_attempt_at"))
@@ -311,11 +320,14 @@ static int run(struct cli_ctx *ctx, int argc, char **argv)
 const struct cli_command cli_outbox_command = {
     .name = "outbox",
     .synopsis = "list [--state S] [--json] | retry ID|--all | flush [--wait D]",
-    .summary = "write-backs to Dynamics: list, retry dead letters, flush",
+    .summary = "write-backs to Dynamics and consent messages: list, retry "
+               "dead letters, flush",
     .description =
         "Local consent changes are written back to Dataverse from the\n"
-        "outbox: by `optsync serve`, after each successful `optsync sync`,\n"
-        "or by `optsync outbox flush`.\n"
+        "outbox (kind dataverse), and consent messages go to WhatsApp\n"
+        "from it (kind whatsapp, when [whatsapp] send is not off): by\n"
+        "`optsync serve`, after each successful `optsync sync`, or by\n"
+        "`optsync outbox flush`.\n"
         "\n"
         "  list   rows waiting (pending), being sent (inflight) and dead\n"
         "         letters (writes Dataverse refused, or that failed\n"
@@ -330,6 +342,6 @@ const struct cli_command cli_outbox_command = {
                   "  3  flush: Entra ID or Dataverse refused the credentials\n"
                   "  4  cache error, or another process is writing back\n",
     .options = options,
-    .secrets = CONFIG_FOR_DATAVERSE,
+    .secrets = CONFIG_FOR_DATAVERSE | CONFIG_FOR_SENDER,
     .run = run,
 };

@@ -45,6 +45,40 @@ static cJSON *last_run(cache *c, const char *kind, int ok_only)
     return o;
 }
 
+static cJSON *messages(struct cli_ctx *ctx)
+{
+    static const char q[] =
+        "SELECT sum(state IN ('pending', 'inflight')), sum(state = 'dead'), "
+        "sum(state = 'done'), sum(delivery IN ('delivered', 'read')), "
+        "sum(delivery = 'failed') FROM outbox WHERE kind = 'whatsapp'";
+    static const char *const names[] = { "pending", "dead", "sent", "delivered",
+                                         "failed" };
+    sqlite3_stmt *st = cache_stmt(ctx->cache, q);
+    cJSON *o = cJSON_CreateObject();
+    size_t i;
+
+    cJSON_AddStringToObject(
+        o, "send", ctx->cfg->whatsapp.send ? ctx->cfg->whatsapp.send : "off");
+    if (st && cache_step(st) == SQLITE_ROW)
+        for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+            cJSON_AddNumberToObject(o, names[i],
+                                    (double)sqlite3_column_int64(st, (int)i));
+    if (st)
+        sqlite3_reset(st);
+    st = cache_stmt(ctx->cache, "SELECT paused_reason, paused_since FROM "
+                                "sender_state WHERE id = 1 AND "
+                                "paused_reason IS NOT NULL");
+    if (st && cache_step(st) == SQLITE_ROW) {
+        cli_json_text(o, "paused", st, 0);
+        cli_json_time(o, "paused_since", st, 1);
+    } else {
+        cJSON_AddNullToObject(o, "paused");
+    }
+    if (st)
+        sqlite3_reset(st);
+    return o;
+}
+
 static cJSON *configurations(cache *c)
 {
     sqlite3_stmt *st = cache_stmt(
@@ -176,6 +210,7 @@ static cJSON *collect(struct cli_ctx *ctx, int *stale)
                             (double)scalar(ctx->cache,
                                            "SELECT count(*) FROM outbox "
                                            "WHERE state = 'dead'"));
+    cJSON_AddItemToObject(o, "messages", messages(ctx));
     cJSON_AddNumberToObject(
         o, "near_misses",
         (double)scalar(ctx->cache, "SELECT count(*) FROM near_misses WHERE "
@@ -191,6 +226,28 @@ static const char *str_or(const cJSON *o, const char *name, const char *dflt)
     const cJSON *v = cJSON_GetObjectItem(o, name);
 
     return cJSON_IsString(v) ? v->valuestring : dflt;
+}
+
+/* Consent messages: how they are sent, whether sending is paused (and
+ * why), and how many wait, failed or were delivered. */
+static void print_messages(FILE *out, const cJSON *o)
+{
+    const cJSON *m = cJSON_GetObjectItem(o, "messages");
+
+    if (!m || strcmp(str_or(m, "send", "off"), "off") == 0)
+        return;
+    fprintf(out,
+            "consent messages (%s): %d pending, %d dead, %d sent, %d "
+            "delivered or read, %d failed\n",
+            str_or(m, "send", "off"),
+            cJSON_GetObjectItem(m, "pending")->valueint,
+            cJSON_GetObjectItem(m, "dead")->valueint,
+            cJSON_GetObjectItem(m, "sent")->valueint,
+            cJSON_GetObjectItem(m, "delivered")->valueint,
+            cJSON_GetObjectItem(m, "failed")->valueint);
+    if (cJSON_IsString(cJSON_GetObjectItem(m, "paused")))
+        fprintf(out, "consent messages PAUSED since %s: %s\n",
+                str_or(m, "paused_since", "?"), str_or(m, "paused", ""));
 }
 
 /* Their own heading: they are keys (the gate decides them), unlike the
@@ -249,6 +306,7 @@ static void print_text(FILE *out, const cJSON *o)
                 str_or(c, "reason", ""));
     }
     print_warnings(out, o);
+    print_messages(out, o);
     fprintf(
         out,
         "quarantined events: %d; outbox: %d pending, %d dead; "

@@ -426,6 +426,47 @@ static int render_queues(struct strbuf *out, cache *c)
     return rc;
 }
 
+/* Consent messages: the pause after a refused token says why (the
+ * reason is our own fixed text), and the messages by state. */
+static int render_messages(struct strbuf *out, cache *c)
+{
+    static const char q[] =
+        "SELECT sum(state IN ('pending', 'inflight')), sum(state = 'dead'), "
+        "sum(state = 'done'), sum(delivery = 'delivered'), "
+        "sum(delivery = 'read'), sum(delivery = 'failed') FROM outbox "
+        "WHERE kind = 'whatsapp'";
+    static const char *const names[] = { "pending",   "dead", "sent",
+                                         "delivered", "read", "failed" };
+    sqlite3_stmt *st = cache_stmt(c, "SELECT paused_reason FROM sender_state "
+                                     "WHERE id = 1");
+    const char *why;
+    size_t i;
+    int rc = head(out, "optsync_whatsapp_send_paused", "gauge",
+                  "1 while WhatsApp refuses the token and no consent "
+                  "message is sent (reason label says why)");
+
+    if (!st || cache_step(st) != SQLITE_ROW)
+        return ERR_FAIL;
+    why = cache_col_text(st, 0);
+    if (rc == 0)
+        rc = why ? strbuf_addf(out,
+                               "optsync_whatsapp_send_paused{reason=\"%s\"} "
+                               "1\n",
+                               strchr(why, '"') ? "token refused" : why)
+                 : strbuf_addf(out, "optsync_whatsapp_send_paused 0\n");
+    sqlite3_reset(st);
+    st = cache_stmt(c, q);
+    if (rc || !st || cache_step(st) != SQLITE_ROW)
+        return ERR_FAIL;
+    rc = head(out, "optsync_whatsapp_messages", "gauge",
+              "consent messages by state (queue, then Meta's statuses)");
+    for (i = 0; rc == 0 && i < sizeof(names) / sizeof(names[0]); i++)
+        rc = strbuf_addf(out, "optsync_whatsapp_messages{state=\"%s\"} %lld\n",
+                         names[i], (long long)sqlite3_column_int64(st, (int)i));
+    sqlite3_reset(st);
+    return rc;
+}
+
 int metrics_render(struct strbuf *out, cache *c)
 {
     int rc = render_http(out);
@@ -441,5 +482,7 @@ int metrics_render(struct strbuf *out, cache *c)
         rc = render_numbers(out, c);
     if (rc == 0)
         rc = render_queues(out, c);
+    if (rc == 0)
+        rc = render_messages(out, c);
     return rc;
 }

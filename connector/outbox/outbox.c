@@ -23,6 +23,7 @@
 /* Every kind this build sends, by name. */
 static const struct outbox__kind *const kinds[] = {
     &outbox__dataverse,
+    &outbox__whatsapp,
 };
 
 void outbox_options_from_config(struct outbox_options *out,
@@ -69,6 +70,7 @@ int outbox_new(outbox **out, const struct optsync_config *cfg,
         return ERR_FAIL;
     }
     dataverse_new(&ob->dv, cfg, m, ob->http, a);
+    ob->wa = outbox__wa_new(cfg);
     *out = ob;
     return 0;
 }
@@ -85,6 +87,7 @@ void outbox_free(outbox *ob)
     if (!ob)
         return;
     lock_release(ob);
+    outbox__wa_free(ob->wa);
     dataverse_free(ob->dv);
     http_free(ob->http);
     pthread_cond_destroy(&ob->cv);
@@ -373,6 +376,7 @@ static void items_free(struct outbox__item *items, size_t n)
         free(items[i].source);
         free(items[i].topics);
         free(items[i].error);
+        free(items[i].wamid);
         cJSON_Delete(items[i].fresh);
     }
     free(items);
@@ -502,7 +506,14 @@ static int commit_one(outbox *ob, const struct outbox__kind *k,
         return rc ? rc : k->commit(ob, it);
     case OUTBOX__REFRESH: return refresh(ob, k, it, st);
     case OUTBOX__DEAD: return bury(ob, it, it->attempts + 1, st);
-    case OUTBOX__SKIP: return 0; /* settled when claimed */
+    case OUTBOX__SKIP:
+        if (!it->error)
+            return 0; /* settled when claimed */
+        /* The kind found nothing left to send (a consent message whose
+         * number moved on). */
+        st->superseded++;
+        return set_state(ob->c, it->id, "superseded", it->attempts, it->error,
+                         NULL);
     default: return retry_later(ob, it, jitter, st);
     }
 }
@@ -581,7 +592,7 @@ static int pending_rows(int64_t *count, int64_t *next_at, cache *c)
 {
     sqlite3_stmt *st = cache_stmt(c, "SELECT count(*), min(next_attempt_at) "
                                      "FROM outbox WHERE state = 'pending' "
-                                     "AND kind = 'dataverse'");
+                                     "AND kind IN ('dataverse', 'whatsapp')");
     int rc;
 
     *count = *next_at = 0;

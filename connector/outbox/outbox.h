@@ -93,6 +93,7 @@ typedef struct outbox outbox;
 
 /* Kinds of outbox rows. */
 #define OUTBOX_KIND_DATAVERSE "dataverse"
+#define OUTBOX_KIND_WHATSAPP "whatsapp" /* consent messages */
 
 /* Called after a write was committed (benchmarks, metrics). */
 typedef void (*outbox_written_fn)(const char *configuration_id,

@@ -20,7 +20,8 @@ enum outbox__outcome {
     OUTBOX__THROTTLE, /* 429: wait Retry-After, no attempt counted */
     OUTBOX__REFRESH,  /* 412/404: read back, rule, try again */
     OUTBOX__DEAD,     /* will not work by trying again */
-    OUTBOX__SKIP,     /* nothing to write any more: superseded */
+    OUTBOX__SKIP,     /* nothing to write any more: superseded (when
+                         claimed; or by the kind, with `error` set) */
 };
 
 /* One claimed row and the number row's state at claim time. */
@@ -45,6 +46,7 @@ struct outbox__item {
     struct dv_write_result result;
     cJSON *fresh; /* owned: REFRESH: the row read back; NULL: gone */
     int gone;     /* REFRESH: the row does not exist */
+    char *wamid;  /* owned: whatsapp DONE: Meta's message id */
 };
 
 /* A sender.  Both run with no transaction open / inside the results
@@ -73,9 +75,19 @@ struct outbox {
     volatile int stopping; /* also http_options.stop */
     struct outbox_stats stats;
     long steps; /* test_stop_after */
+
+    struct outbox__wa *wa; /* owned: the whatsapp kind's senders; NULL
+                              when [whatsapp] send = off */
 };
 
 extern const struct outbox__kind outbox__dataverse;
+extern const struct outbox__kind outbox__whatsapp;
+
+/* The whatsapp kind's state (outbox_whatsapp.c): senders, pacing per
+ * phone number, the pause after a refused token.  NULL when sending is
+ * off; _free(NULL) is a no-op. */
+struct outbox__wa *outbox__wa_new(const struct optsync_config *cfg);
+void outbox__wa_free(struct outbox__wa *wa);
 
 /* Counts a step for test_stop_after (may _exit(99)). */
 void outbox__step(outbox *ob);

@@ -23,6 +23,7 @@
 #include "jsonutil.h"
 #include "log.h"
 #include "phone.h"
+#include "wa_messages.h"
 #include "wa_users.h"
 #include "xalloc.h"
 
@@ -397,7 +398,7 @@ static int apply_status(struct apply *x, const struct whatsapp_status *s)
 {
     char *key = xasprintf("%s/%s", s->id, s->status);
     struct target t;
-    int rc, dup;
+    int rc, dup, ours = 0;
 
     x->out->statuses++;
     rc = seen_before(&dup, x->c, SEEN_STATUS, key);
@@ -406,6 +407,11 @@ static int apply_status(struct apply *x, const struct whatsapp_status *s)
         x->out->duplicates += dup;
         return rc;
     }
+    /* One of our consent messages: its delivery state (wa_messages.h). */
+    rc = wa_messages_status_put(&ours, x->c, s->id, s->status, s->at,
+                                s->n_errors ? s->error_codes[0] : 0);
+    if (rc)
+        return rc;
     if (!s->stopped_marketing || s->group) {
         if (s->n_errors)
             log_debug(LOG_SUB_CONSENT,
