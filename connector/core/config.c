@@ -776,7 +776,8 @@ static void check_template(struct load_ctx *ctx, const char *name,
 {
     const char *colon = v ? strchr(v, ':') : NULL;
 
-    if (v && (!colon || colon == v || !colon[1] || strchr(colon + 1, ':')))
+    if (v && *v &&
+        (!colon || colon == v || !colon[1] || strchr(colon + 1, ':')))
         KEY_PROBLEM(ctx, key_index("messages", name), 1,
                     "expected NAME:LANG (e.g. consent_confirm:de), got "
                     "\"%s\"",
