@@ -115,6 +115,11 @@ static const struct field_desc configuration_fields[] = {
     { "phone_number_id", F_LOWER, 0, CFG(phone_number_id) },
     { "waba_id", F_LOWER, 0, CFG(waba_id) },
     { "default_region", F_LOWER, 0, CFG(default_region) },
+    { "double_opt_in_template", F_LOWER, 0, CFG(double_opt_in_template) },
+    { "opt_in_confirmation_template", F_LOWER, 0,
+      CFG(opt_in_confirmation_template) },
+    { "opt_out_confirmation_template", F_LOWER, 0,
+      CFG(opt_out_confirmation_template) },
     { "state", F_STATE, 0, CFG(state) },
     { NULL, F_LOWER, 0, 0 },
 };
@@ -386,6 +391,9 @@ static void derive(struct mapping *m)
     append_select(&c->select, c->phone_number_id);
     append_select(&c->select, c->waba_id);
     append_select(&c->select, c->default_region);
+    append_select(&c->select, c->double_opt_in_template);
+    append_select(&c->select, c->opt_in_confirmation_template);
+    append_select(&c->select, c->opt_out_confirmation_template);
     append_select(&c->select, c->state.attribute);
     append_select(&c->select, "modifiedon");
 
@@ -486,6 +494,9 @@ void mapping_free(struct mapping *m)
     free(c->phone_number_id);
     free(c->waba_id);
     free(c->default_region);
+    free(c->double_opt_in_template);
+    free(c->opt_in_confirmation_template);
+    free(c->opt_out_confirmation_template);
     free(c->state.attribute);
     free(c->select);
     free(n->entity_set);
@@ -743,6 +754,11 @@ int mapping_configuration_from_row(struct configuration_record *out,
     out->phone_number_id = get_string(row, c->phone_number_id);
     out->waba_id = get_string(row, c->waba_id);
     out->default_region = get_string(row, c->default_region);
+    out->double_opt_in_template = get_string(row, c->double_opt_in_template);
+    out->opt_in_confirmation_template =
+        get_string(row, c->opt_in_confirmation_template);
+    out->opt_out_confirmation_template =
+        get_string(row, c->opt_out_confirmation_template);
     out->active = get_active(row, &c->state);
     out->version = mapping_etag_version(get_string(row, "@odata.etag"));
     return 0;

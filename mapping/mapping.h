@@ -12,7 +12,10 @@
  * Mapping file keys (optional ones may be absent):
  *   configuration: entity_set, logical_name, id, name, double_opt_in;
  *                  optional phone_number_id, waba_id, default_region,
- *                  state {attribute, active_value}
+ *                  state {attribute, active_value}, double_opt_in_template,
+ *                  opt_in_confirmation_template,
+ *                  opt_out_confirmation_template (NAME:LANG text columns
+ *                  overriding [messages] for that Configuration)
  *   number:        entity_set, logical_name, id, name,
  *                  configuration_lookup, configuration_navigation,
  *                  relationship, phone, status,
@@ -56,6 +59,10 @@ struct mapping_configuration {
     char *phone_number_id; /* optional: Meta phone_number_id */
     char *waba_id;         /* optional: WhatsApp Business Account id */
     char *default_region;  /* optional */
+    /* optional: the Configuration's own consent message templates */
+    char *double_opt_in_template;
+    char *opt_in_confirmation_template;
+    char *opt_out_confirmation_template;
     struct mapping_state state;
     char *select; /* derived: $select list of the mapped columns */
 };
@@ -119,6 +126,10 @@ struct configuration_record {
     const char *phone_number_id; /* borrowed; NULL when absent */
     const char *waba_id;         /* borrowed; NULL when absent */
     const char *default_region;  /* borrowed; NULL when absent */
+    /* NAME:LANG overriding [messages] (borrowed; NULL when absent) */
+    const char *double_opt_in_template;
+    const char *opt_in_confirmation_template;
+    const char *opt_out_confirmation_template;
     int active;
     int64_t modified_on;
     int64_t version; /* from @odata.etag W/"<n>"; 0 when absent */

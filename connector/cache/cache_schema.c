@@ -388,6 +388,9 @@ static const char *const migration_6[] = {
 /*
  * Migration 7: consent messages sent through WhatsApp (outbox kind
  * "whatsapp", outbox_whatsapp.c).
+ *  - configurations.*_template: a Configuration's own consent templates
+ *    (optional mapping keys; WhatsApp4Dynamics keeps them in Dynamics),
+ *    overriding [messages].
  *  - message: which one (double_opt_in_request, opt_in_confirmation,
  *    opt_out_confirmation); NULL on Dataverse rows.
  *  - wamid, delivery, delivery_at: Meta's id of the sent message and the
@@ -400,6 +403,12 @@ static const char *const migration_6[] = {
  */
 static const char *const migration_7[] = {
     "ALTER TABLE outbox ADD COLUMN message TEXT;",
+    /* A Configuration's own templates (mapping keys), NAME:LANG. */
+    "ALTER TABLE configurations ADD COLUMN double_opt_in_template TEXT;",
+    "ALTER TABLE configurations ADD COLUMN opt_in_confirmation_template "
+    "TEXT;",
+    "ALTER TABLE configurations ADD COLUMN opt_out_confirmation_template "
+    "TEXT;",
     "ALTER TABLE outbox ADD COLUMN wamid TEXT;",
     "ALTER TABLE outbox ADD COLUMN delivery TEXT;",
     "ALTER TABLE outbox ADD COLUMN delivery_at INTEGER;",

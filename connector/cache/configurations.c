@@ -23,6 +23,9 @@ void configuration_info_dispose(struct configuration_info *info)
     free(info->phone_number_id);
     free(info->waba_id);
     free(info->default_region);
+    free(info->double_opt_in_template);
+    free(info->opt_in_confirmation_template);
+    free(info->opt_out_confirmation_template);
     memset(info, 0, sizeof(*info));
 }
 
@@ -30,7 +33,9 @@ int configurations_get(struct configuration_info *out, cache *c, const char *id)
 {
     sqlite3_stmt *st = cache_stmt(
         c, "SELECT id, name, double_opt_in, phone_number_id, waba_id, "
-           "default_region, active FROM configurations WHERE id = ?1");
+           "default_region, active, double_opt_in_template, "
+           "opt_in_confirmation_template, opt_out_confirmation_template "
+           "FROM configurations WHERE id = ?1");
     int rc;
 
     if (!st)
@@ -50,6 +55,9 @@ int configurations_get(struct configuration_info *out, cache *c, const char *id)
     out->phone_number_id = dup_col(st, 3);
     out->waba_id = dup_col(st, 4);
     out->default_region = dup_col(st, 5);
+    out->double_opt_in_template = dup_col(st, 7);
+    out->opt_in_confirmation_template = dup_col(st, 8);
+    out->opt_out_confirmation_template = dup_col(st, 9);
     out->active = sqlite3_column_int(st, 6);
     sqlite3_reset(st);
     return 0;
@@ -145,14 +153,21 @@ int configurations_put(cache *c, const struct configuration_record *rec,
     sqlite3_stmt *st = cache_stmt(
         c, "INSERT INTO configurations(id, name, double_opt_in, "
            "phone_number_id, waba_id, default_region, active, modified_on, "
-           "version, sweep_mark) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-           "?9, ?10) ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
+           "version, sweep_mark, double_opt_in_template, "
+           "opt_in_confirmation_template, opt_out_confirmation_template) "
+           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
+           "ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
            "double_opt_in = excluded.double_opt_in, "
            "phone_number_id = excluded.phone_number_id, "
            "waba_id = excluded.waba_id, "
            "default_region = excluded.default_region, "
            "active = excluded.active, modified_on = excluded.modified_on, "
            "version = excluded.version, "
+           "double_opt_in_template = excluded.double_opt_in_template, "
+           "opt_in_confirmation_template = "
+           "excluded.opt_in_confirmation_template, "
+           "opt_out_confirmation_template = "
+           "excluded.opt_out_confirmation_template, "
            "sweep_mark = max(sweep_mark, excluded.sweep_mark)");
 
     if (!st)
@@ -167,6 +182,9 @@ int configurations_put(cache *c, const struct configuration_record *rec,
     cache_bind_opt_int(st, 8, rec->modified_on);
     cache_bind_opt_int(st, 9, rec->version);
     cache_bind_int(st, 10, sweep_mark);
+    cache_bind_text(st, 11, rec->double_opt_in_template);
+    cache_bind_text(st, 12, rec->opt_in_confirmation_template);
+    cache_bind_text(st, 13, rec->opt_out_confirmation_template);
     return cache_step(st) == SQLITE_DONE ? 0 : ERR_FAIL;
 }
 

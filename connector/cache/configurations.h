@@ -23,6 +23,10 @@ struct configuration_info {
     char *phone_number_id; /* owned; NULL when not set */
     char *waba_id;         /* owned; NULL when not set */
     char *default_region;  /* owned; NULL when not set */
+    /* owned; NAME:LANG overriding [messages]; NULL when not set */
+    char *double_opt_in_template;
+    char *opt_in_confirmation_template;
+    char *opt_out_confirmation_template;
     int active;
 };
 

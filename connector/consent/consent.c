@@ -202,14 +202,19 @@ static int queue_message(cache *c, const struct consent_options *opts,
                          const struct consent_event *ev,
                          enum consent_status from, enum consent_status to)
 {
+    struct consent_options o = *opts;
     struct consent_transition t;
 
+    /* A Configuration's own opt-in confirmation template configures it. */
+    if (info->opt_in_confirmation_template &&
+        *info->opt_in_confirmation_template)
+        o.opt_in_confirmation = 1;
     memset(&t, 0, sizeof(t));
     t.from = from;
     t.to = to;
     t.source = ev->source;
     t.double_opt_in = info->double_opt_in;
-    return consent__queue_message(c, opts, cfg, ev->e164, &t, ev->event_at);
+    return consent__queue_message(c, &o, cfg, ev->e164, &t, ev->event_at);
 }
 
 static int apply_expression(struct consent_result *out, cache *c,

@@ -245,31 +245,41 @@ static int window_open(cache *c, const char *cfg, const char *e164)
            clock_now_ms() - last < WA_WINDOW_MS;
 }
 
-/* Template and text of message `m` from [messages]. */
+/* The Configuration's own template when it names one, else [messages]. */
+static const char *either(const char *own, const char *dflt)
+{
+    return own && *own ? own : dflt;
+}
+
+/* Template and text of message `m`: the Configuration's template
+ * (mapping keys), else [messages]. */
 static void content_pick(struct prepared *p, const struct optsync_config *cfg,
-                         const char *business, int in_window)
+                         const struct configuration_info *info, int in_window)
 {
     const char *tmpl = NULL, *text = NULL;
 
     switch (p->msg) {
     case CONSENT_MSG_DOUBLE_OPT_IN_REQUEST:
-        tmpl = cfg->messages.double_opt_in_template;
+        tmpl = either(info->double_opt_in_template,
+                      cfg->messages.double_opt_in_template);
         p->payload = cfg->consent.confirm_payloads.count
                          ? cfg->consent.confirm_payloads.items[0]
                          : "DOI_CONFIRM";
         break;
     case CONSENT_MSG_OPT_IN_CONFIRMATION:
-        tmpl = cfg->messages.opt_in_confirmation_template;
+        tmpl = either(info->opt_in_confirmation_template,
+                      cfg->messages.opt_in_confirmation_template);
         text = cfg->messages.opt_in_confirmation_text;
         break;
     default:
-        tmpl = cfg->messages.opt_out_confirmation_template;
+        tmpl = either(info->opt_out_confirmation_template,
+                      cfg->messages.opt_out_confirmation_template);
         text = cfg->messages.opt_out_confirmation_text;
         break;
     }
     p->has_template = template_split(p, tmpl);
     if (text && in_window)
-        p->text = text_expand(text, business ? business : "");
+        p->text = text_expand(text, info->name ? info->name : "");
 }
 
 /* Note 1 and 2: what `p->it` sends, or its outcome when nothing. */
@@ -302,7 +312,7 @@ static int prepare(struct prepared *p, outbox *ob)
     if (rc)
         return rc;
     p->phone_number_id = xstrdup(info.phone_number_id);
-    content_pick(p, ob->cfg, info.name,
+    content_pick(p, ob->cfg, &info,
                  window_open(ob->c, it->configuration_id, it->e164));
     configuration_info_dispose(&info);
     if (!p->text && !p->has_template) {

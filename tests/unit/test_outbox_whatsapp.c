@@ -364,6 +364,40 @@ test_outbox_whatsapp__missing_template_dead_then_retried(void **state)
     assert_row(f, "done", NULL);
 }
 
+/* A Configuration naming its own template (mapping keys) overrides
+ * [messages]. */
+static void test_outbox_whatsapp__configuration_template(void **state)
+{
+    struct fixture *f = *state;
+    struct configuration_record r;
+    cJSON *list;
+
+    memset(&r, 0, sizeof(r));
+    snprintf(r.id, sizeof(r.id), "%s", CFG);
+    r.name = "Blumen Schmidt";
+    r.double_opt_in = 1;
+    r.phone_number_id = PNID;
+    r.double_opt_in_template = "shop_confirm:en_US";
+    r.active = 1;
+    control_ok(f, "POST", "templates",
+               "{\"phone_number_id\":\"" PNID "\",\"name\":\"shop_confirm\","
+               "\"language\":\"en_US\",\"status\":\"APPROVED\",\"category\":"
+               "\"UTILITY\",\"body_params\":0,\"buttons\":[{\"type\":"
+               "\"QUICK_REPLY\",\"text\":\"Yes\"}]}");
+    assert_int_equal(cache_begin(f->c), 0);
+    assert_int_equal(configurations_put(f->c, &r, 0), 0);
+    assert_int_equal(cache_commit(f->c), 0);
+    express(f, CONSENT_ACT_OPT_IN, CONSENT_SOURCE_WHATSAPP);
+    drain(f);
+    list = sent(f);
+    assert_int_equal(cJSON_GetArraySize(list), 1);
+    assert_string_equal(field(cJSON_GetArrayItem(list, 0), "template", "name"),
+                        "shop_confirm");
+    assert_string_equal(
+        field(cJSON_GetArrayItem(list, 0), "template", "language"), "en_US");
+    cJSON_Delete(list);
+}
+
 static void test_outbox_whatsapp__nothing_configured(void **state)
 {
     struct fixture *f = *state;
@@ -428,6 +462,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_outbox_whatsapp__missing_template_dead_then_retried, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_outbox_whatsapp__configuration_template, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_outbox_whatsapp__nothing_configured, setup, teardown),
         cmocka_unit_test_setup_teardown(
