@@ -121,4 +121,15 @@ writer *listener_writer(listener *l);
 typedef void (*listener_refetch_fn)(void *payload);
 void listener_on_refetch(listener *l, listener_refetch_fn fn, void *payload);
 
+/*
+ * The outbox hook, for `optsync serve`: fn(payload) is called each time a
+ * POST /webhooks/whatsapp delivery committed a consent transition, which
+ * may have queued a write-back and a consent message (consent.h note 8).
+ * serve points it at outbox_wake(), so a STOP's confirmation leaves
+ * without waiting for the worker's next poll.  Same rules as the
+ * re-fetch hook: a worker thread, after the commit, before the 200;
+ * thread-safe, quick, non-blocking.  Set it before listener_start.
+ */
+void listener_on_transition(listener *l, listener_refetch_fn fn, void *payload);
+
 #endif

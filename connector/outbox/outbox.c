@@ -334,7 +334,7 @@ static int mark_inflight(cache *c, const struct outbox__item *it, int64_t now)
 
 /* Reads the due rows of `kind` (caller's transaction). */
 static int select_due(struct outbox__item **items, size_t *n, int *skipped,
-                      outbox *ob, const char *kind, int64_t now)
+                      outbox *ob, const struct outbox__kind *k, int64_t now)
 {
     sqlite3_stmt *st = cache_stmt(
         ob->c,
@@ -349,9 +349,9 @@ static int select_due(struct outbox__item **items, size_t *n, int *skipped,
 
     if (!st)
         return ERR_FAIL;
-    cache_bind_text(st, 1, kind);
+    cache_bind_text(st, 1, k->name);
     cache_bind_int(st, 2, now);
-    cache_bind_int(st, 3, ob->o.batch_size);
+    cache_bind_int(st, 3, k->claim_max ? k->claim_max(ob) : ob->o.batch_size);
     while ((rc = cache_step(st)) == SQLITE_ROW) {
         item_from_row(&it, &ok, st);
         if (ok) {
@@ -388,7 +388,7 @@ static void items_free(struct outbox__item *items, size_t n)
  * is gone or inactive are superseded on the way.
  */
 static int claim_batch(struct outbox__item **out, size_t *n, outbox *ob,
-                       const char *kind)
+                       const struct outbox__kind *k)
 {
     struct outbox__item *items = NULL;
     int64_t now = clock_now_ms();
@@ -398,7 +398,7 @@ static int claim_batch(struct outbox__item **out, size_t *n, outbox *ob,
     *n = 0;
     if (rc)
         return rc;
-    rc = select_due(&items, n, &skipped, ob, kind, now);
+    rc = select_due(&items, n, &skipped, ob, k, now);
     for (i = 0; rc == 0 && i < *n; i++)
         rc = items[i].outcome == OUTBOX__SKIP
                  ? set_state(ob->c, items[i].id, "superseded",
@@ -559,7 +559,7 @@ static int one_batch(size_t *sent, outbox *ob, const struct outbox__kind *k)
 {
     struct outbox__item *items = NULL;
     size_t n = 0, i;
-    int rc = claim_batch(&items, &n, ob, k->name);
+    int rc = claim_batch(&items, &n, ob, k);
 
     *sent = n;
     if (rc || n == 0)

@@ -57,6 +57,8 @@ struct outbox__kind {
     int (*send)(outbox *ob, struct outbox__item *items, size_t n);
     /* Applies a DONE / REFRESH item to the kind's side of the cache. */
     int (*commit)(outbox *ob, struct outbox__item *it);
+    /* Rows per claim; NULL: [outbox] batch_size. */
+    int64_t (*claim_max)(const outbox *ob);
 };
 
 struct outbox {

@@ -639,8 +639,19 @@ static int wa_commit(outbox *ob, struct outbox__item *it)
     return 0;
 }
 
+/* A claim of about five seconds' worth at max_rate: the last send's
+ * round trip and the commit between two claims cost throughput (note 3),
+ * so they should come rarely. */
+static int64_t wa_claim_max(const outbox *ob)
+{
+    int64_t n = ob->cfg->whatsapp.max_rate * 5;
+
+    return n > ob->o.batch_size ? n : ob->o.batch_size;
+}
+
 const struct outbox__kind outbox__whatsapp = {
     .name = OUTBOX_KIND_WHATSAPP,
     .send = wa_send,
     .commit = wa_commit,
+    .claim_max = wa_claim_max,
 };
