@@ -1,15 +1,19 @@
 /*
- * outbox — the write-back worker: the only code that writes to Dataverse.
- * It sends what consent_apply() queued (table outbox, one row per number
- * row and kind) and records each answer in the cache.
+ * outbox — the write-back worker: the only code that writes to Dataverse,
+ * and the only one that sends consent messages to WhatsApp.  It sends
+ * what consent_apply() queued (table outbox, one row per number row and
+ * kind) and records each answer in the cache.
  *
  * Pipeline position: cache (outbox rows, number rows) → outbox worker →
  * dataverse.c (writes, $batch) → Dataverse; the answers come back into
  * the cache (number rows, ledger through consent_apply_locked MIRROR).
  * It never decides consent itself: conflicts go through the consent
- * engine.  Rows carry a `kind` naming their sender; this issue's kind is
- * "dataverse" (outbox_dataverse.c), WhatsApp consent messages come later
- * as another kind beside it (outbox_p.h: struct outbox__kind).
+ * engine.  Rows carry a `kind` naming their sender (outbox_p.h: struct
+ * outbox__kind): "dataverse" (outbox_dataverse.c, notes 1-7 below) and
+ * "whatsapp", the consent messages (outbox_whatsapp.c, its own notes:
+ * checked again before sending, paced per phone number, a refused token
+ * pauses every message).  The queue, its states, recovery, backoff and
+ * dead letters are the same for both; notes 3-5 are Dataverse's only.
  *
  * Design notes
  *  (1) A row holds no payload: the worker writes the number row's state
