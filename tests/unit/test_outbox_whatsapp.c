@@ -26,6 +26,7 @@
 #include "log.h"
 #include "outbox.h"
 #include "testutil.h"
+#include "wa_messages.h"
 #include "wa_users.h"
 #include "xalloc.h"
 
@@ -92,7 +93,8 @@ static int setup(void **state)
 {
     struct fixture *f = xcalloc(1, sizeof(*f));
     struct http_options o = HTTP_OPTIONS_INIT;
-    const char *args[] = { "--token", TOKEN, "--quiet", NULL };
+    const char *args[] = { "--token",    TOKEN,     "--d360-key",
+                           "k360:" PNID, "--quiet", NULL };
     struct configuration_record r;
     char *cache_path;
 
@@ -447,6 +449,64 @@ static void test_outbox_whatsapp__send_off_sends_nothing(void **state)
     assert_row(f, "superseded", "send = off");
 }
 
+/* The same message through 360dialog's route and key. */
+static void test_outbox_whatsapp__360dialog(void **state)
+{
+    struct fixture *f = *state;
+    char *d360 = xasprintf("whatsapp.d360_url=%s", f->wa.base_url);
+    const char *ov[] = { "whatsapp.send=360dialog", d360,
+                         "whatsapp.d360_api_key=k360", NULL };
+    cJSON *list;
+
+    configure(f, ov);
+    express(f, CONSENT_ACT_OPT_IN, CONSENT_SOURCE_WHATSAPP);
+    drain(f);
+    list = sent(f);
+    assert_int_equal(cJSON_GetArraySize(list), 1);
+    assert_string_equal(field(cJSON_GetArrayItem(list, 0), "route", NULL),
+                        "360dialog");
+    assert_string_equal(field(cJSON_GetArrayItem(list, 0), "template", "name"),
+                        "doi_confirm");
+    cJSON_Delete(list);
+    free(d360);
+}
+
+/* Statuses move a message's delivery forward only; failed is final;
+ * another system's wamid changes nothing (wa_messages.h). */
+static void test_outbox_whatsapp__delivery_statuses(void **state)
+{
+    struct fixture *f = *state;
+    char *wamid, *d;
+    int ours = 0;
+
+    express(f, CONSENT_ACT_OPT_IN, CONSENT_SOURCE_WHATSAPP);
+    drain(f);
+    wamid = row_text(f, 2);
+    assert_non_null(wamid);
+    assert_int_equal(cache_begin(f->c), 0);
+    assert_int_equal(
+        wa_messages_status_put(&ours, f->c, "wamid.other", "read", 1, 0), 0);
+    assert_int_equal(ours, 0);
+    assert_int_equal(wa_messages_status_put(&ours, f->c, wamid, "read", 2, 0),
+                     0);
+    assert_int_equal(ours, 1);
+    assert_int_equal(
+        wa_messages_status_put(&ours, f->c, wamid, "delivered", 3, 0), 0);
+    assert_int_equal(ours, 0); /* late: read already */
+    assert_int_equal(
+        wa_messages_status_put(&ours, f->c, wamid, "failed", 4, 131026), 0);
+    assert_int_equal(wa_messages_status_put(&ours, f->c, wamid, "sent", 5, 0),
+                     0);
+    assert_int_equal(cache_commit(f->c), 0);
+    d = row_text(f, 1);
+    assert_non_null(strstr(d, "131026"));
+    assert_int_equal(q(f, "SELECT delivery = 'failed' FROM outbox WHERE "
+                          "kind = 'whatsapp'"),
+                     1);
+    free(d);
+    free(wamid);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -470,6 +530,10 @@ int main(void)
             test_outbox_whatsapp__revoked_token_pauses, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_outbox_whatsapp__send_off_sends_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_whatsapp__360dialog, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_whatsapp__delivery_statuses,
+                                        setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
