@@ -9,7 +9,9 @@ which columns the platform sets. Rows are stored as Python lists; a column's
 Roles (seed / control API keys) -> column kinds:
 
   configuration: id, name, double_opt_in (Yes/No), phone_number_id, waba_id,
-                 default_region (strings), active (statecode/statuscode)
+                 default_region, double_opt_in_template,
+                 opt_in_confirmation_template, opt_out_confirmation_template
+                 (strings), active (statecode/statuscode)
   number:        id, name, configuration (lookup), phone, status (choice),
                  active, consent_at, paused_until (DateTimeOffset), source,
                  topics (strings)
@@ -153,7 +155,9 @@ def _config_table(section):
     t.add(_req(section, "name", "configuration"), "name", "string")
     t.add(_req(section, "double_opt_in", "configuration"), "double_opt_in",
           "bool", BOOL_LABELS)
-    for role in ("phone_number_id", "waba_id", "default_region"):
+    for role in ("phone_number_id", "waba_id", "default_region",
+                 "double_opt_in_template", "opt_in_confirmation_template",
+                 "opt_out_confirmation_template"):
         name = _opt(section, role, "configuration")
         if name:
             t.add(name, role, "string")

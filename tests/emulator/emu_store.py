@@ -693,7 +693,9 @@ class Txn:
 
 # Roles a seed may carry even when the mapping does not map them: a seed
 # made for one mapping loads under another (the value is dropped).
-OPTIONAL_ROLES = ("phone_number_id", "waba_id", "default_region", "active",
+OPTIONAL_ROLES = ("phone_number_id", "waba_id", "default_region",
+                  "double_opt_in_template", "opt_in_confirmation_template",
+                  "opt_out_confirmation_template", "active",
                   "consent_at", "source", "topics", "paused_until",
                   "created_on", "modified_on", "version")
 

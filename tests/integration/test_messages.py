@@ -11,6 +11,8 @@ emulator's Cloud API route.
     Configuration's name in it); the same STOP delivered twice and a
     second STOP -> still one
   * an admin's opt-out in Dynamics -> nothing sent
+  * a Configuration naming its own template in Dynamics (mapping key)
+    -> that template is sent
   * a first load of 10,000 single opt-in rows on a double opt-in
     Configuration -> nothing queued, nothing sent
   * template missing -> dead letter naming template and language, then
@@ -249,6 +251,32 @@ class MessagesTest(MessagesCase):
         self.flush()
         self.assertEqual(self.wa_rows(), [])
         self.assertEqual(self.sent(), [])
+
+    def test_configuration_names_its_own_template(self):
+        # The mapping names the Configuration's template column (as
+        # WhatsApp4Dynamics keeps its consent templates in Dynamics).
+        with open(self.mapping, encoding="utf-8") as f:
+            mapping = json.load(f)
+        mapping["configuration"]["double_opt_in_template"] = \
+            "inogic_doitemplate"
+        self.mapping = os.path.join(self.dir, "mapping.json")
+        with open(self.mapping, "w", encoding="utf-8") as f:
+            json.dump(mapping, f)
+        seed = seed_doc()
+        seed["configurations"][0]["double_opt_in_template"] = \
+            "shop_confirm:en_US"
+        self.start(seed=seed, templates_extra=[{
+            "phone_number_id": PNID, "name": "shop_confirm",
+            "language": "en_US", "status": "APPROVED", "category": "UTILITY",
+            "body_params": 0,
+            "buttons": [{"type": "QUICK_REPLY", "text": "Yes"}]}])
+        self.listen()
+        phone = "+4915112346666"
+        self.reply(phone, "Subscribe")
+        self.flush()
+        msgs = self.sent(to=phone[1:])
+        self.assertEqual([(m["template"]["name"], m["template"]["language"])
+                          for m in msgs], [("shop_confirm", "en_US")])
 
     def test_template_missing_is_a_dead_letter_then_retried(self):
         self.start(**{"messages.double_opt_in_template": "consent_ask:de"})
