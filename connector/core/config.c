@@ -167,7 +167,7 @@ const char *config_key_reader(const struct config_key *k)
     if (k->flags & CONFIG_FOR_LISTENER)
         return "the HTTP listener (listen, serve)";
     if (k->flags & CONFIG_FOR_SENDER)
-        return "the WhatsApp sender (serve)";
+        return "the WhatsApp sender (outbox flush, serve)";
     return "the daemon (serve)";
 }
 
