@@ -20,10 +20,12 @@
 #include "log.h"
 #include "xalloc.h"
 
-/* Every kind this build sends, by name. */
+/* Every kind this build sends, in the order a drain visits them: the
+ * consent messages first, as a STOP's confirmation should not wait for
+ * a Dataverse round trip (the gate already denies from the cache). */
 static const struct outbox__kind *const kinds[] = {
-    &outbox__dataverse,
     &outbox__whatsapp,
+    &outbox__dataverse,
 };
 
 void outbox_options_from_config(struct outbox_options *out,

@@ -363,9 +363,9 @@ class MessagesTest(MessagesCase):
         self.listen()
         phone = "+4915112345555"
         self.reply(phone, "Subscribe")
-        # Steps: Dataverse claim, send, commit; WhatsApp claim -> exit
-        # without cleanup while the message is claimed (inflight).
-        res = self.flush("--test-stop-after", "4", expect=None)
+        # Step 1 is the message's claim (consent messages go first): exit
+        # without cleanup while it is claimed (inflight).
+        res = self.flush("--test-stop-after", "1", expect=None)
         self.assertEqual(res.returncode, 99, res.stdout + res.stderr)
         self.assertEqual([r[1] for r in self.wa_rows()], ["inflight"])
         self.assertEqual(self.sent(), [])

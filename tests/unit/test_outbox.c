@@ -688,10 +688,11 @@ static void test_outbox__cache_error_fails_closed_and_recovers(void **state)
     express(f, CFG1, P1, CONSENT_ACT_OPT_OUT, clock_now_ms());
     express(f, CFG2, P4, CONSENT_ACT_OPT_OUT, clock_now_ms());
     /* Steps from here, all on the worker's thread: recovery, the due
-     * check, the claim (BEGIN, select, two updates, COMMIT, ...); the
-     * 12th is the BEGIN of the answers' transaction.  If the count
-     * shifts, the attempts check below says so. */
-    fault_arm(FAULT_SQLITE_STEP, 12, 13 /* SQLITE_FULL */, 0);
+     * check, the consent messages' empty claim (BEGIN, select, COMMIT),
+     * the claim (BEGIN, select, two updates, COMMIT, ...); the 15th is
+     * the BEGIN of the answers' transaction.  If the count shifts, the
+     * attempts check below says so. */
+    fault_arm(FAULT_SQLITE_STEP, 15, 13 /* SQLITE_FULL */, 0);
     runner_start(&r, &th, f);
     runner_wait(&r, 2);
     runner_stop(&r, th);
