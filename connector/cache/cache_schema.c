@@ -397,6 +397,8 @@ static const char *const migration_6[] = {
  *    last status webhook for it (sent, delivered, read, failed).
  *  - outbox_messages: "never twice within double_opt_in_window" looks up
  *    the number's earlier requests.
+ *  - wa_status_early: statuses Meta sent before our commit of the wamid
+ *    they are about (the answer and the webhook race), kept a day.
  *  - sender_state: one row; paused_reason is set while Meta refuses the
  *    token (190 / 401) and every send waits, so `status` and /metrics
  *    can say why from any process.
@@ -422,6 +424,15 @@ static const char *const migration_7[] = {
     "  updated_at    INTEGER"
     ") STRICT;",
     "INSERT INTO sender_state(id) VALUES (1);",
+    /* Statuses that came before the send's commit (wa_messages.h). */
+    "CREATE TABLE wa_status_early ("
+    "  wamid      TEXT PRIMARY KEY,"
+    "  delivery   TEXT NOT NULL,"
+    "  at         INTEGER NOT NULL,"
+    "  error_code INTEGER NOT NULL DEFAULT 0,"
+    "  seen_at    INTEGER NOT NULL"
+    ") STRICT, WITHOUT ROWID;",
+    "CREATE INDEX wa_status_early_by_time ON wa_status_early(seen_at);",
     NULL,
 };
 

@@ -42,6 +42,7 @@
 #include "configurations.h"
 #include "err.h"
 #include "log.h"
+#include "wa_messages.h"
 #include "wa_send.h"
 #include "wa_users.h"
 #include "xalloc.h"
@@ -615,15 +616,8 @@ static int wa_commit(outbox *ob, struct outbox__item *it)
 
     if (it->outcome != OUTBOX__DONE)
         return 0; /* no REFRESH for messages */
-    st = cache_stmt(ob->c, "UPDATE outbox SET wamid = ?2, delivery = "
-                           "coalesce(delivery, 'accepted'), delivery_at = "
-                           "coalesce(delivery_at, ?3) WHERE id = ?1");
-    if (!st)
-        return ERR_FAIL;
-    cache_bind_int(st, 1, it->id);
-    cache_bind_text(st, 2, it->wamid);
-    cache_bind_int(st, 3, clock_now_ms());
-    if (cache_step(st) != SQLITE_DONE)
+    /* The wamid, and a status Meta reported before this commit. */
+    if (wa_messages_sent(ob->c, it->id, it->wamid, clock_now_ms()) != 0)
         return ERR_FAIL;
     /* An accepted send proves the token: the pause is over. */
     st = cache_stmt(ob->c, "UPDATE sender_state SET paused_reason = NULL, "

@@ -507,6 +507,36 @@ static void test_outbox_whatsapp__delivery_statuses(void **state)
     free(wamid);
 }
 
+/* A status that overtakes the commit of its wamid is applied then. */
+static void test_outbox_whatsapp__early_status(void **state)
+{
+    struct fixture *f = *state;
+    int ours = 1;
+
+    express(f, CONSENT_ACT_OPT_IN, CONSENT_SOURCE_WHATSAPP);
+    drain(f);
+    assert_int_equal(cache_begin(f->c), 0);
+    assert_int_equal(
+        wa_messages_status_put(&ours, f->c, "wamid.early", "sent", 1, 0), 0);
+    assert_int_equal(ours, 0);
+    assert_int_equal(
+        wa_messages_status_put(&ours, f->c, "wamid.early", "delivered", 2, 0),
+        0);
+    assert_int_equal(
+        wa_messages_status_put(&ours, f->c, "wamid.early", "sent", 3, 0), 0);
+    assert_int_equal(q(f, "SELECT count(*) FROM wa_status_early"), 1);
+    assert_int_equal(wa_messages_sent(f->c,
+                                      q(f, "SELECT id FROM outbox WHERE kind "
+                                           "= 'whatsapp'"),
+                                      "wamid.early", 10),
+                     0);
+    assert_int_equal(cache_commit(f->c), 0);
+    assert_int_equal(q(f, "SELECT delivery = 'delivered' AND delivery_at = 2 "
+                          "FROM outbox WHERE kind = 'whatsapp'"),
+                     1);
+    assert_int_equal(q(f, "SELECT count(*) FROM wa_status_early"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -533,6 +563,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_outbox_whatsapp__360dialog, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_outbox_whatsapp__delivery_statuses,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_whatsapp__early_status,
                                         setup, teardown),
     };
 
