@@ -284,7 +284,7 @@ static void test_outbox_whatsapp__doi_request(void **state)
     assert_string_equal(field(m, "template", "name"), "doi_confirm");
     assert_string_equal(field(m, "template", "language"), "de");
     assert_string_equal(field(m, "button_payloads", "0"), "DOI_CONFIRM");
-    assert_string_equal(field(m, "to", NULL), PHONE + 1);
+    assert_string_equal(field(m, "to", NULL), &PHONE[1]);
     wamid = row_text(f, 2);
     assert_string_equal(wamid, field(m, "wamid", NULL));
     assert_row(f, "done", NULL);
