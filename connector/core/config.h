@@ -103,6 +103,7 @@ struct optsync_config {
     struct {
         char *level;
         char *debug;
+        char *file; /* serve's log file; NULL: stderr */
     } log;
 };
 

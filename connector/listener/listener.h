@@ -121,4 +121,16 @@ writer *listener_writer(listener *l);
 typedef void (*listener_refetch_fn)(void *payload);
 void listener_on_refetch(listener *l, listener_refetch_fn fn, void *payload);
 
+/*
+ * The commit hook, for `optsync serve`: fn(payload) is called on the
+ * writer thread after every committed group of writes (a WhatsApp reply,
+ * a send, a preference: any of them may have queued outbox rows), before
+ * the replies go out.  serve wakes its outbox worker with it
+ * (outbox_wake), so a reply's write-back leaves at once instead of at
+ * the worker's next look at the cache.  Same rules as the re-fetch hook:
+ * thread-safe, quick, never blocking; set before listener_start.
+ */
+typedef void (*listener_commit_fn)(void *payload);
+void listener_on_commit(listener *l, listener_commit_fn fn, void *payload);
+
 #endif
