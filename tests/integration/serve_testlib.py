@@ -95,10 +95,11 @@ class ServeCase(OptsyncCase):
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                                      stderr=self.stderr)
         self.addCleanup(self.kill_serve)
-        m = self.wait_for(lambda: self.proc.poll() is not None or re.search(
-            r"event=serve_started port=(\d+)", self.log_since()),
-            "serve starts")
-        if self.proc.poll() is not None:
+        started = r"event=serve_started port=(\d+)"
+        self.wait_for(lambda: re.search(started, self.log_since()) or
+                      self.proc.poll() is not None, "serve starts")
+        m = re.search(started, self.log_since())
+        if not m:
             self.fail("serve exited %d:\n%s" % (self.proc.returncode,
                                                  self.read_logs()))
         self.port = int(m.group(1))
