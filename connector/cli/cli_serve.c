@@ -54,7 +54,8 @@ static int serve_until_signal(struct cli_ctx *ctx, const sigset_t *set,
     }
     sig = wait_for_stop(set);
     log_info("serve_stopping signal=%s", signal_name(sig));
-    serve_free(s); /* stops: drains, commits, joins */
+    serve_free(s);    /* stops: drains, commits, joins */
+    log_file_close(); /* no thread logs any more */
     return EXIT_OK;
 }
 

@@ -95,6 +95,17 @@ int log_file_reopen(void)
     return 0;
 }
 
+void log_file_close(void)
+{
+    if (!log_path)
+        return;
+    if (log_fp)
+        fclose(log_fp);
+    log_fp = NULL;
+    free(log_path);
+    log_path = NULL;
+}
+
 const char *log_level_name(enum log_level level)
 {
     if ((unsigned)level >= sizeof(level_names) / sizeof(level_names[0]))

@@ -92,6 +92,10 @@ int log_file_open(const char *path);
  */
 int log_file_reopen(void);
 
+/* Closes the log_file_open file; lines go to stderr again.  Only when no
+ * other thread logs any more (at exit, in tests). */
+void log_file_close(void);
+
 /* "error", "warn", "notice", "info", "debug" → level; -1 when unknown. */
 int log_level_parse(const char *name);
 const char *log_level_name(enum log_level level);
