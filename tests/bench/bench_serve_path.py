@@ -73,12 +73,15 @@ def pick_numbers(doc, events):
         key = (n.get("configuration"), n.get("expected_e164"))
         count[key] = count.get(key, 0) + 1
     pnid = {c["id"]: c["phone_number_id"] for c in doc["configurations"]}
-    out = [(pnid[n["configuration"]], n["expected_e164"])
-           for n in doc["numbers"]
-           if n.get("configuration") and n.get("expected_e164") and
-           n.get("active", True) and
-           n.get("status") in ("single_opt_in", "double_opt_in") and
-           count[(n["configuration"], n["expected_e164"])] == 1]
+    out, seen = [], set()
+    for n in doc["numbers"]:
+        e164 = n.get("expected_e164")
+        if (n.get("configuration") and e164 and e164 not in seen and
+                n.get("active", True) and
+                n.get("status") in ("single_opt_in", "double_opt_in") and
+                count[(n["configuration"], e164)] == 1):
+            seen.add(e164)  # one customer, one STOP, one row to time
+            out.append((pnid[n["configuration"]], e164))
     if len(out) < events:
         sys.exit("bench_serve_path: only %d usable numbers" % len(out))
     return out[:events]

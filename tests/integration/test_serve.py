@@ -51,6 +51,8 @@ class ServeEndToEnd(ServeCase):
                          ("deny", "opted_out"))
         self.wait_for(lambda: self.emu_status(n["id"]) == "opted_out",
                       "the opt-out reaches the row in Dynamics")
+        _, doc = self.emu.control("GET", "admin/number/" + n["id"])
+        self.assertEqual(doc["row"]["configuration"], self.cfg["id"])
         # Subscribe from a number Dynamics does not know: a new row under
         # the Configuration (its Related view).
         self.wa_reply(self.cfg["phone_number_id"], UNKNOWN, "Subscribe")
