@@ -42,7 +42,9 @@ struct http_options {
     int64_t max_backoff_ms; /* longest single wait */
     int64_t base_backoff_ms;
     struct http_throttle *throttle; /* borrowed; NULL: none */
-    const volatile int *stop;       /* borrowed; waits end when *stop */
+    const volatile int *stop;       /* borrowed; when *stop, waits end and
+                                       a transfer in progress is abandoned
+                                       (a transport error) */
 };
 
 #define HTTP_OPTIONS_INIT                                                      \

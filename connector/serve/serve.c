@@ -114,7 +114,7 @@ static int open_http(http **out, serve *s)
     ho.timeout_ms = s->cfg->dataverse.timeout * 1000;
     ho.ca_file = s->cfg->dataverse.ca_file;
     ho.throttle = s->throttle;
-    ho.stop = &s->stopping; /* waits end when serve stops */
+    ho.stop = &s->stopping; /* waits and transfers end when serve stops */
     return http_new(out, &ho);
 }
 

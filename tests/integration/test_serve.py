@@ -13,6 +13,7 @@ ctest-labels: quick;integration
 ctest-timeout: 600
 """
 
+import fcntl
 import json
 import os
 import signal
@@ -193,6 +194,50 @@ class ServeEndToEnd(ServeCase):
         for p in answered:
             self.assertEqual(len(self.emu_rows(self.cfg["id"], p)), 1, p)
         self.assertEqual(self.stop_serve(signal.SIGINT), 0)
+
+    def test_sigterm_while_a_write_is_on_the_wire(self):
+        n = self.pick_number(self.cfg)
+        self.start_serve()
+        self.wait_ready()
+        status, out = self.emu.control("POST", "faults", {
+            "type": "hold", "match": {"kind": ["batch", "write"]}})
+        self.assertEqual(status, 201)
+        hold = out["faults"][0]["id"]
+        self.wa_reply(self.cfg["phone_number_id"], n["expected_e164"],
+                      "STOP")
+        self.emu.wait(condition="held", fault=hold, timeout=DEADLINE)
+        # The stop does not wait for Dynamics' answer.
+        self.assertEqual(self.stop_serve(), 0)
+        self.assertIn("event=outbox_stopped", self.log_since())
+        self.emu.control("DELETE", "faults")
+        self.emu.control("POST", "release", {"fault": hold})
+        self.start_serve()
+        self.wait_outbox_empty()
+        self.assertEqual(self.emu_status(n["id"]), "opted_out")
+        self.assertEqual(self.cache_status(self.cfg["id"],
+                                           n["expected_e164"]), 3)
+
+    def test_another_writer_holds_the_outbox_then_serve_takes_over(self):
+        # `optsync outbox flush` (or a second serve) holds the outbox lock:
+        # serve answers and gates as ever, and writes back once it is free.
+        lock = open(self.cache_path + ".outbox.lock", "a+")
+        self.addCleanup(lock.close)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        n = self.pick_number(self.cfg)
+        self.start_serve()
+        self.wait_ready()
+        self.wait_for(lambda: "event=serve_outbox_waiting" in
+                      self.log_since(), "serve says who holds the lock")
+        self.wa_reply(self.cfg["phone_number_id"], n["expected_e164"],
+                      "STOP")
+        self.assertEqual(self.gate(self.cfg["id"], n["expected_e164"])
+                         ["decision"], "deny")
+        self.assertEqual(self.query("SELECT count(*) FROM outbox WHERE "
+                                    "state = 'pending'"), [(1,)])
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        self.wait_for(lambda: self.emu_status(n["id"]) == "opted_out",
+                      "serve writes back once the lock is free")
+        self.assertEqual(self.stop_serve(), 0)
 
     def test_sighup_reopens_the_log(self):
         self.start_serve()
