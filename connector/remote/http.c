@@ -216,6 +216,15 @@ static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow,
     return *h->o.stop ? 1 : 0; /* non-zero: CURLE_ABORTED_BY_CALLBACK */
 }
 
+void http_set_stop(http *h, const volatile int *stop)
+{
+    h->o.stop = stop;
+    curl_easy_setopt(h->curl, CURLOPT_XFERINFOFUNCTION,
+                     stop ? on_progress : NULL);
+    curl_easy_setopt(h->curl, CURLOPT_XFERINFODATA, h);
+    curl_easy_setopt(h->curl, CURLOPT_NOPROGRESS, stop ? 0L : 1L);
+}
+
 int http_new(http **out, const struct http_options *opts)
 {
     http *h;
@@ -246,11 +255,7 @@ int http_new(http **out, const struct http_options *opts)
     curl_easy_setopt(h->curl, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h->curl, CURLOPT_HEADERDATA, h);
     curl_easy_setopt(h->curl, CURLOPT_ERRORBUFFER, h->errbuf);
-    if (opts->stop) {
-        curl_easy_setopt(h->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-        curl_easy_setopt(h->curl, CURLOPT_XFERINFODATA, h);
-        curl_easy_setopt(h->curl, CURLOPT_NOPROGRESS, 0L);
-    }
+    http_set_stop(h, opts->stop);
     if (log_debug_mask & LOG_SUB_NET) {
         curl_easy_setopt(h->curl, CURLOPT_DEBUGFUNCTION, on_debug);
         curl_easy_setopt(h->curl, CURLOPT_VERBOSE, 1L);

@@ -78,6 +78,10 @@ void http_response_dispose(struct http_response *r);
 int http_new(http **out, const struct http_options *opts);
 void http_free(http *h); /* NULL is a no-op */
 
+/* Sets http_options.stop after http_new (NULL: none); not while a request
+ * of this handle runs. */
+void http_set_stop(http *h, const volatile int *stop);
+
 /*
  * One attempt, no retries.  Returns 0 when any HTTP status arrived (check
  * out->status); ERR_FAIL on a transport error (connect, TLS, timeout,

@@ -145,6 +145,7 @@ static int open_stages(serve *s)
         syncer_new(&s->syncer, s->cfg, s->m, s->sync_cache, s->a,
                    s->throttle) != 0)
         return ERR_FAIL;
+    syncer_set_stop(s->syncer, &s->stopping);
     if (cache_open(&s->ob_cache, path, 0) != 0 ||
         outbox_new(&s->ob, s->cfg, s->m, s->ob_cache, s->a, s->throttle, &oo) !=
             0)

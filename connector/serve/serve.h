@@ -29,11 +29,14 @@
  *  (3) Stopping (serve_stop): the listener first (it stops accepting,
  *      answers what is in flight and commits it), then the other stages
  *      end after the step in hand: the outbox after committing the
- *      batch it holds (waits on the wire end early), the refetch runner
- *      after its row, the poller after its sync (a sync in progress is
- *      not cut short: its retries are bounded, and a cut one would only
- *      be repeated).  Everything committed stays committed; queued
- *      outbox and refetch rows wait in the cache for the next start.
+ *      batch it holds, the refetch runner after its row, the poller
+ *      after its page.  A request on the wire is abandoned and a
+ *      backoff wait ends (http_options.stop): a Dataverse that holds a
+ *      request does not hold the stop.  Everything committed stays
+ *      committed (an abandoned write is resent from the cache, which
+ *      never duplicates, outbox.h note 3; a sync goes on from its last
+ *      committed page); queued outbox and refetch rows wait for the
+ *      next start.
  *  (4) A stage never stops the process: a failure is logged and tried
  *      again at its next turn.  Only start-up fails: the listener cannot
  *      bind, the cache cannot be opened, Entra refuses the credentials.

@@ -17,9 +17,11 @@
 
 /* ---- poller -------------------------------------------------------------- */
 
-static void log_sync(int rc, const struct sync_result *r, int64_t ms)
+static void log_sync(serve *s, int rc, const struct sync_result *r, int64_t ms)
 {
-    if (rc == 0)
+    if (rc && s->stopping) /* abandoned by the stop (serve.h note 3) */
+        log_notice("serve_sync_interrupted ms=%lld", (long long)ms);
+    else if (rc == 0)
         log_info("serve_sync_done mode=%s configurations=%lld numbers=%lld "
                  "deleted=%lld ms=%lld",
                  r->full ? "full" : "delta", (long long)r->configurations,
@@ -41,7 +43,7 @@ void *serve__poll_main(void *arg)
     while (!s->stopping) {
         started = clock_now_ms();
         rc = sync_run(&r, s->syncer, &o);
-        log_sync(rc, &r, clock_now_ms() - started);
+        log_sync(s, rc, &r, clock_now_ms() - started);
         if (rc == 0 && s->ob)
             outbox_wake(s->ob); /* a conflict may have queued a write */
         serve__sleep(s, &s->poll_wake, started + s->o.sync_interval_ms);

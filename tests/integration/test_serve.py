@@ -217,6 +217,18 @@ class ServeEndToEnd(ServeCase):
         self.assertEqual(self.cache_status(self.cfg["id"],
                                            n["expected_e164"]), 3)
 
+    def test_sigterm_while_a_sync_is_on_the_wire(self):
+        self.start_serve()
+        self.wait_ready()
+        status, out = self.emu.control("POST", "faults", {
+            "type": "hold", "match": {"kind": "delta"}})
+        self.assertEqual(status, 201)
+        self.emu.wait(condition="held", fault=out["faults"][0]["id"],
+                      timeout=DEADLINE)
+        self.assertEqual(self.stop_serve(), 0)
+        self.assertIn("event=serve_sync_interrupted", self.log_since())
+        self.emu.control("DELETE", "faults")
+
     def test_another_writer_holds_the_outbox_then_serve_takes_over(self):
         # `optsync outbox flush` (or a second serve) holds the outbox lock:
         # serve answers and gates as ever, and writes back once it is free.
