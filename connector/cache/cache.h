@@ -105,6 +105,17 @@ void cache_bind_opt_int(sqlite3_stmt *st, int idx, int64_t v);
  */
 int cache_last_sync_success(int64_t *out, cache *c);
 
+/*
+ * The freshness rule, in one place for the gate, /readyz and `status`:
+ * fresh while a successful sync started at most max_staleness_ms ago
+ * (the boundary is still fresh); never fresh before the first one.
+ */
+static inline int cache_sync_is_fresh(int64_t last_success_ms, int64_t now_ms,
+                                      int64_t max_staleness_ms)
+{
+    return last_success_ms > 0 && now_ms - last_success_ms <= max_staleness_ms;
+}
+
 /* Column helper: text or NULL. */
 const char *cache_col_text(sqlite3_stmt *st, int idx);
 

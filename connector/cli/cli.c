@@ -30,12 +30,14 @@ extern const struct cli_command cli_status_command;
 extern const struct cli_command cli_gate_command;
 extern const struct cli_command cli_listen_command;
 extern const struct cli_command cli_outbox_command;
+extern const struct cli_command cli_serve_command;
 
 /* Every subcommand, in the order `optsync --help` lists them. */
 const struct cli_command *const cli_commands[] = {
     &cli_sync_command,         &cli_numbers_command,
     &cli_gate_command,   /* the send-gate (gate.h) */
     &cli_listen_command, /* the HTTP listener (listener.h) */
+    &cli_serve_command,  /* the daemon (serve.h) */
     &cli_status_command,       &cli_opt_out_command,
     &cli_opt_in_command,       &cli_pause_command,
     &cli_history_command,      &cli_review_command,

@@ -174,7 +174,7 @@ static cJSON *collect(struct cli_ctx *ctx, int *stale)
     int64_t max_ms = ctx->cfg->sync.max_staleness * 1000;
 
     cache_last_sync_success(&last, ctx->cache);
-    *stale = last == 0 || now - last >= max_ms;
+    *stale = !cache_sync_is_fresh(last, now, max_ms);
     cJSON_AddItemToObject(o, "last_full_sync", last_run(ctx->cache, "full", 1));
     cJSON_AddItemToObject(o, "last_delta_sync",
                           last_run(ctx->cache, "delta", 1));

@@ -117,6 +117,7 @@ struct optsync_config {
     struct {
         char *level;
         char *debug;
+        char *file; /* serve's log file; NULL: stderr */
     } log;
 };
 

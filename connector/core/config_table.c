@@ -201,6 +201,9 @@ const struct config_key config_table[] = {
       "error|warn|notice|info|debug", 0, OFF(log.level), "log level" },
     { "log", "debug", CONFIG_STRING, "", NO_BOUNDS, NULL, 0, OFF(log.debug),
       "debug subsystems: net,auth,cache,sync,consent,gate,listener,outbox" },
+    { "log", "file", CONFIG_PATH, NULL, NO_BOUNDS, NULL, 0, OFF(log.file),
+      "serve: append the log to this file (SIGHUP reopens it); "
+      "unset: stderr" },
 };
 
 const size_t config_table_count =

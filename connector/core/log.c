@@ -4,10 +4,14 @@
  */
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 
@@ -19,6 +23,7 @@ enum log_level log_level_current = LOG_INFO;
 unsigned log_debug_mask;
 
 static FILE *log_fp;
+static char *log_path; /* log_file_open's file, for reopening */
 
 static const char *const level_names[] = {
     "error", "warn", "notice", "info", "debug",
@@ -38,6 +43,67 @@ static const struct {
 void log_set_output(FILE *fp)
 {
     log_fp = fp;
+}
+
+static int open_append(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+
+    if (fd < 0)
+        err_set(ERR_CLASS_CONFIG, "cannot open log file %s: %s", path,
+                strerror(errno));
+    return fd;
+}
+
+int log_file_open(const char *path)
+{
+    int fd = open_append(path);
+    FILE *fp;
+
+    if (fd < 0)
+        return ERR_FAIL;
+    fp = fdopen(fd, "a");
+    if (!fp) {
+        close(fd);
+        err_set(ERR_CLASS_OS, "cannot open log file %s", path);
+        return ERR_FAIL;
+    }
+    free(log_path);
+    log_path = strdup(path);
+    log_fp = fp; /* before any thread: no line is being written */
+    return 0;
+}
+
+int log_file_reopen(void)
+{
+    int fd;
+
+    if (!log_path || !log_fp)
+        return 0;
+    fd = open_append(log_path);
+    if (fd < 0)
+        return ERR_FAIL;
+    /* Every line is flushed as it is written, so the FILE holds nothing
+     * buffered for the old file; dup2 swaps the descriptor atomically. */
+    if (dup2(fd, fileno(log_fp)) < 0) {
+        err_set(ERR_CLASS_OS, "cannot reopen log file %s: %s", log_path,
+                strerror(errno));
+        close(fd);
+        return ERR_FAIL;
+    }
+    close(fd);
+    return 0;
+}
+
+void log_file_close(void)
+{
+    if (!log_path)
+        return;
+    if (log_fp)
+        fclose(log_fp);
+    log_fp = NULL;
+    free(log_path);
+    log_path = NULL;
 }
 
 const char *log_level_name(enum log_level level)

@@ -76,6 +76,26 @@ void log_emit(enum log_level level, const char *fmt, ...) ATTR_PRINTFLIKE(2, 3);
 /* Where lines go (stderr by default); tests capture them in a file. */
 void log_set_output(FILE *fp);
 
+/*
+ * Lines go to the file at `path` from now on, appended (O_APPEND: each
+ * line is one write, so several processes may share it).  Returns 0 or
+ * ERR_FAIL with err_set (ERR_CLASS_CONFIG: the operator's path).
+ */
+int log_file_open(const char *path);
+
+/*
+ * Opens the log file again by its name (SIGHUP after logrotate moved it)
+ * and puts it in place of the old one with dup2: a line being written
+ * goes whole to one file or the other, none is lost.  Any thread; a
+ * no-op without log_file_open.  Returns 0 or ERR_FAIL (the old file
+ * stays in use).
+ */
+int log_file_reopen(void);
+
+/* Closes the log_file_open file; lines go to stderr again.  Only when no
+ * other thread logs any more (at exit, in tests). */
+void log_file_close(void);
+
 /* "error", "warn", "notice", "info", "debug" → level; -1 when unknown. */
 int log_level_parse(const char *name);
 const char *log_level_name(enum log_level level);

@@ -190,7 +190,7 @@ static void clock_read(struct ask *a, const gate *g)
         return;
     a->now = clock_now_ms();
     a->fresh =
-        g->last_sync > 0 && a->now - g->last_sync <= g->opts.max_staleness_ms;
+        cache_sync_is_fresh(g->last_sync, a->now, g->opts.max_staleness_ms);
     a->clock_read = 1;
 }
 

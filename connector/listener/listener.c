@@ -710,6 +710,8 @@ int listener_start(listener *l)
     /* A peer that closed its end makes a write fail with EPIPE instead
      * of killing the process (OpenSSL writes with write()). */
     signal(SIGPIPE, SIG_IGN);
+    wopts.on_commit = l->on_commit;
+    wopts.on_commit_payload = l->on_commit_payload;
     l->started = 1;
     l->n_workers = worker_count(l->cfg);
     if (bind_socket(l) != 0 ||
@@ -724,6 +726,12 @@ int listener_start(listener *l)
              log_q(l->cfg->listener.address), l->port, l->tls ? "on" : "off",
              l->n_workers);
     return 0;
+}
+
+void listener_on_commit(listener *l, listener_commit_fn fn, void *payload)
+{
+    l->on_commit = fn;
+    l->on_commit_payload = payload;
 }
 
 int listener_port(const listener *l)

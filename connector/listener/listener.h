@@ -122,14 +122,15 @@ typedef void (*listener_refetch_fn)(void *payload);
 void listener_on_refetch(listener *l, listener_refetch_fn fn, void *payload);
 
 /*
- * The outbox hook, for `optsync serve`: fn(payload) is called each time a
- * POST /webhooks/whatsapp delivery committed a consent transition, which
- * may have queued a write-back and a consent message (consent.h note 8).
- * serve points it at outbox_wake(), so a STOP's confirmation leaves
- * without waiting for the worker's next poll.  Same rules as the
- * re-fetch hook: a worker thread, after the commit, before the 200;
- * thread-safe, quick, non-blocking.  Set it before listener_start.
+ * The commit hook, for `optsync serve`: fn(payload) is called on the
+ * writer thread after every committed group of writes (a WhatsApp reply,
+ * a send, a preference: any of them may have queued outbox rows), before
+ * the replies go out.  serve wakes its outbox worker with it
+ * (outbox_wake), so a reply's write-back leaves at once instead of at
+ * the worker's next look at the cache.  Same rules as the re-fetch hook:
+ * thread-safe, quick, never blocking; set before listener_start.
  */
-void listener_on_transition(listener *l, listener_refetch_fn fn, void *payload);
+typedef void (*listener_commit_fn)(void *payload);
+void listener_on_commit(listener *l, listener_commit_fn fn, void *payload);
 
 #endif

@@ -49,7 +49,7 @@ static void on_readyz(struct route_req *r, void *arg)
         why = "cache_unreadable";
     else if (last == 0)
         why = "never_synced";
-    else if (now - last > max_ms)
+    else if (!cache_sync_is_fresh(last, now, max_ms))
         why = "stale";
     o = cJSON_CreateObject();
     cJSON_AddBoolToObject(o, "ready", why == NULL);

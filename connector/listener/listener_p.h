@@ -74,8 +74,8 @@ struct listener {
     struct listener__housekeeping *house; /* owned; from listener_start */
     listener_refetch_fn on_refetch;       /* listener_on_refetch */
     void *on_refetch_payload;
-    listener_refetch_fn on_transition; /* listener_on_transition */
-    void *on_transition_payload;
+    listener_commit_fn on_commit; /* listener_on_commit */
+    void *on_commit_payload;
 };
 
 struct route_req {

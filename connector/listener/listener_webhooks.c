@@ -138,8 +138,6 @@ static void wa_applied(struct route_req *r, const struct wa_post *p)
      * now, outside the writer's transaction (listener.h note 5). */
     if (o->new_links > 0)
         listener__housekeeping_replay(p->wh->l);
-    if (o->transitions > 0 && p->wh->l->on_transition)
-        p->wh->l->on_transition(p->wh->l->on_transition_payload);
     len = wa_outcome_text(body, sizeof(body), o);
     route_reply(r, 200, "application/json", body, (size_t)len);
 }
@@ -385,11 +383,6 @@ void listener__webhooks_free(struct listener *l)
     l->webhooks = NULL;
 }
 
-void listener_on_transition(listener *l, listener_refetch_fn fn, void *payload)
-{
-    l->on_transition = fn;
-    l->on_transition_payload = payload;
-}
 
 void listener_on_refetch(listener *l, listener_refetch_fn fn, void *payload)
 {

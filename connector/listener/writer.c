@@ -99,6 +99,8 @@ static void run_group(writer *w, struct writer_item *first)
             log_error("writer_commit_failed error=%s", log_q(err_message()));
         if (rc && start == it)
             it = NULL; /* BEGIN failed: the whole group fails */
+        if (rc == 0 && w->opts.on_commit)
+            w->opts.on_commit(w->opts.on_commit_payload);
         finish(w, start, it, rc == 0);
     }
 }

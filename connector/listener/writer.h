@@ -75,11 +75,17 @@ struct writer_item {
 
 struct writer_options {
     size_t max_group; /* most items in one transaction */
+    /* Called on the writer thread after each COMMIT that succeeded, before
+     * the items hear of it (serve wakes its outbox worker: the rows the
+     * group queued go out while the replies are being answered).  Must be
+     * quick and must not block.  May be NULL. */
+    void (*on_commit)(void *payload);
+    void *on_commit_payload;
 };
 
 #define WRITER_OPTIONS_INIT                                                    \
     {                                                                          \
-        512                                                                    \
+        512, NULL, NULL                                                        \
     }
 
 /*

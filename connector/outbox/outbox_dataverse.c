@@ -235,8 +235,15 @@ static int adopt_id(int64_t *target, cache *c, const struct outbox__item *it)
         *target = holder;
         return merge_duplicate(c, holder, it->number_local_id);
     }
-    st = cache_stmt(c, "UPDATE numbers SET dv_id = ?2 WHERE local_id = ?1 "
-                       "AND dv_id IS NULL");
+    /* Marked as seen by the full read that may be running (serve's
+     * poller): that read may have passed the new row's page before the
+     * create, and its sweep must not take the row for one deleted in
+     * Dataverse (sync.h note 2).  The mark is one past the stored one,
+     * which is the running read's or, before its first page, the last. */
+    st = cache_stmt(c, "UPDATE numbers SET dv_id = ?2, sweep_mark = "
+                       "max(sweep_mark, (SELECT coalesce(max(sweep_mark), "
+                       "0) + 1 FROM sync_state)) WHERE local_id = ?1 AND "
+                       "dv_id IS NULL");
     if (!st)
         return ERR_FAIL;
     cache_bind_int(st, 1, it->number_local_id);

@@ -200,6 +200,31 @@ static int on_debug(CURL *curl, curl_infotype type, char *data, size_t len,
 
 /* ---- handles ------------------------------------------------------------- */
 
+/* With a stop flag (http_options.stop), a transfer in progress is
+ * abandoned when it is set: serve's stop must not wait out a request
+ * Dataverse holds (up to `timeout`).  curl calls this about once a
+ * second while waiting, and more often while data moves. */
+static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow)
+{
+    const http *h = user;
+
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return *h->o.stop ? 1 : 0; /* non-zero: CURLE_ABORTED_BY_CALLBACK */
+}
+
+void http_set_stop(http *h, const volatile int *stop)
+{
+    h->o.stop = stop;
+    curl_easy_setopt(h->curl, CURLOPT_XFERINFOFUNCTION,
+                     stop ? on_progress : NULL);
+    curl_easy_setopt(h->curl, CURLOPT_XFERINFODATA, h);
+    curl_easy_setopt(h->curl, CURLOPT_NOPROGRESS, stop ? 0L : 1L);
+}
+
 int http_new(http **out, const struct http_options *opts)
 {
     http *h;
@@ -230,6 +255,7 @@ int http_new(http **out, const struct http_options *opts)
     curl_easy_setopt(h->curl, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h->curl, CURLOPT_HEADERDATA, h);
     curl_easy_setopt(h->curl, CURLOPT_ERRORBUFFER, h->errbuf);
+    http_set_stop(h, opts->stop);
     if (log_debug_mask & LOG_SUB_NET) {
         curl_easy_setopt(h->curl, CURLOPT_DEBUGFUNCTION, on_debug);
         curl_easy_setopt(h->curl, CURLOPT_VERBOSE, 1L);

@@ -42,7 +42,9 @@ struct http_options {
     int64_t max_backoff_ms; /* longest single wait */
     int64_t base_backoff_ms;
     struct http_throttle *throttle; /* borrowed; NULL: none */
-    const volatile int *stop;       /* borrowed; waits end when *stop */
+    const volatile int *stop;       /* borrowed; when *stop, waits end and
+                                       a transfer in progress is abandoned
+                                       (a transport error) */
 };
 
 #define HTTP_OPTIONS_INIT                                                      \
@@ -75,6 +77,10 @@ void http_response_dispose(struct http_response *r);
 
 int http_new(http **out, const struct http_options *opts);
 void http_free(http *h); /* NULL is a no-op */
+
+/* Sets http_options.stop after http_new (NULL: none); not while a request
+ * of this handle runs. */
+void http_set_stop(http *h, const volatile int *stop);
 
 /*
  * One attempt, no retries.  Returns 0 when any HTTP status arrived (check

@@ -86,6 +86,12 @@ int syncer_new(syncer **out, const struct optsync_config *cfg,
     return 0;
 }
 
+void syncer_set_stop(syncer *s, const volatile int *stop)
+{
+    http_set_stop(s->http_main, stop);
+    http_set_stop(s->http_fetch, stop);
+}
+
 static void regions_clear(syncer *s)
 {
     size_t i;

@@ -95,6 +95,15 @@ int syncer_new(syncer **out, const struct optsync_config *cfg,
 void syncer_free(syncer *s);
 
 /*
+ * For `optsync serve`: once *stop is set, the syncer's waits end and a
+ * request in progress is abandoned, so the sync in hand fails at once
+ * (ERR_FAIL) instead of running out its retries.  The pages committed
+ * so far stay (note 1); the next sync goes on from there.  Set before
+ * sync_run, not during it.
+ */
+void syncer_set_stop(syncer *s, const volatile int *stop);
+
+/*
  * One sync: full when forced or when no delta link is stored, delta
  * otherwise (falling back to full, note 4).  Returns 0; ERR_CONFLICT
  * when another process holds the sync lock; ERR_AUTH / ERR_FAIL /

@@ -318,7 +318,7 @@ static void stop_latency(struct bench *b, int64_t first, int64_t s)
         die("outbox");
     if (listener_new(&l, b->cfg, b->m) != 0)
         die("listener");
-    listener_on_transition(l, wake, r.ob);
+    listener_on_commit(l, wake, r.ob);
     if (listener_start(l) != 0)
         die("listener start");
     settings = xasprintf("{\"webhook_url\":\"http://127.0.0.1:%d/webhooks/"

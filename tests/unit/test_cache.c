@@ -137,6 +137,17 @@ static void test_cache__statements_are_cached_and_reset(void **state)
     cache_close(c);
 }
 
+/* The gate, /readyz and `status` share this rule: the boundary itself
+ * is fresh, one millisecond more is stale, and no sync is never fresh. */
+static void test_cache__freshness_boundary(void **state)
+{
+    (void)state;
+    assert_true(cache_sync_is_fresh(1000, 1000 + 60000, 60000));
+    assert_false(cache_sync_is_fresh(1000, 1000 + 60001, 60000));
+    assert_true(cache_sync_is_fresh(1000, 1000, 60000));
+    assert_false(cache_sync_is_fresh(0, 5, 60000));
+}
+
 static void test_cache__refuses_newer_schema(void **state)
 {
     struct fixture *f = *state;
@@ -270,6 +281,7 @@ static void test_cache__second_writer_waits_then_conflicts(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cache__freshness_boundary),
         cmocka_unit_test_setup_teardown(test_cache__migrates_from_empty, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cache__wal_and_reopen, setup,

@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -279,6 +280,61 @@ static void test_http__response_cap(void **state)
     http_response_dispose(&r);
 }
 
+struct stopped_get {
+    struct fixture *f;
+    http *h;
+    struct http_response r;
+    int rc;
+};
+
+static void *stopped_get_run(void *arg)
+{
+    struct stopped_get *g = arg;
+    const char *headers[] = { g->f->token_header, NULL };
+    struct http_request req;
+
+    memset(&req, 0, sizeof(req));
+    req.method = "GET";
+    req.url = g->f->url;
+    req.headers = headers;
+    req.max_response = 1 << 20;
+    http_response_init(&g->r);
+    g->rc = http_send(&g->r, g->h, &req);
+    return NULL;
+}
+
+/* serve's stop: a request the server holds is abandoned when the stop
+ * flag is set, not waited out for `timeout`. */
+static void test_http__stop_abandons_a_transfer(void **state)
+{
+    struct fixture *f = *state;
+    struct http_options o = HTTP_OPTIONS_INIT;
+    volatile int stop = 0;
+    struct stopped_get g = { f, NULL, { 0 }, 0 };
+    pthread_t t;
+    char *body = NULL;
+
+    o.timeout_ms = 600000; /* far longer than the test's deadline */
+    o.stop = &stop;
+    assert_int_equal(http_new(&g.h, &o), 0);
+    add_fault(f, "{\"type\":\"hold\",\"timeout\":30,\"match\":{\"kind\":"
+                 "\"query\"}}");
+    assert_int_equal(pthread_create(&t, NULL, stopped_get_run, &g), 0);
+    assert_int_equal(emulator_control(&f->emu, "POST", "wait",
+                                      "{\"condition\":\"held\",\"fault\":1,"
+                                      "\"timeout\":60}",
+                                      &body),
+                     200);
+    free(body);
+    stop = 1;
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(g.rc, ERR_FAIL); /* a transport error */
+    http_response_dispose(&g.r);
+    http_free(g.h);
+    assert_int_equal(emulator_control(&f->emu, "POST", "release", "{}", NULL),
+                     200);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -292,6 +348,7 @@ int main(void)
         T(test_http__transport_fault_seam),
         T(test_http__dropped_connection_is_retried),
         T(test_http__response_cap),
+        T(test_http__stop_abandons_a_transfer),
     };
 
     return cmocka_run_group_tests_name("http", tests, NULL, NULL);

@@ -13,6 +13,8 @@
 
 #include "clock.h"
 #include "log.h"
+#include "testutil.h"
+#include "xalloc.h"
 
 static char *captured;
 static size_t captured_len;
@@ -118,6 +120,40 @@ static void test_log__phones_are_masked(void **state)
     assert_string_equal(log_phone(NULL), "-");
 }
 
+/* SIGHUP after logrotate: lines before the reopen go to the moved file,
+ * lines after it to a new file by the old name. */
+static void test_log__file_reopened_after_rotation(void **state)
+{
+    char *dir = testutil_tmpdir();
+    char *path = xasprintf("%s/optsync.log", dir);
+    char *moved = xasprintf("%s/optsync.log.1", dir);
+    char *old, *new;
+
+    (void)state;
+    assert_int_equal(log_file_open(path), 0);
+    log_info("first n=1");
+    assert_int_equal(rename(path, moved), 0);
+    log_info("second n=2");
+    assert_int_equal(log_file_reopen(), 0);
+    log_info("third n=3");
+    log_file_close();
+    log_set_output(capture);
+    old = testutil_read(moved, NULL);
+    new = testutil_read(path, NULL);
+    assert_non_null(strstr(old, "event=first n=1\n"));
+    assert_non_null(strstr(old, "event=second n=2\n"));
+    assert_null(strstr(old, "third"));
+    assert_non_null(strstr(new, "event=third n=3\n"));
+    assert_null(strstr(new, "first"));
+    assert_int_equal(log_file_open("/nonexistent-dir/optsync.log"), ERR_FAIL);
+    free(old);
+    free(new);
+    testutil_rmtree(dir);
+    free(moved);
+    free(path);
+    free(dir);
+}
+
 static void test_log__level_names(void **state)
 {
     (void)state;
@@ -137,6 +173,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_log__quoting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log__phones_are_masked, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_log__file_reopened_after_rotation,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_log__level_names, setup, teardown),
     };
 

@@ -39,6 +39,8 @@ struct fixture {
     int holding; /* the hold item is running */
     int release; /* let it return */
     int completed;
+    int commits;           /* on_commit calls */
+    int completed_at_hook; /* completions seen by the last on_commit */
 };
 
 struct item {
@@ -157,10 +159,23 @@ static int row_exists(struct fixture *f, int id)
     return n;
 }
 
+static void on_commit(void *payload)
+{
+    struct fixture *f = payload;
+
+    pthread_mutex_lock(&f->mu);
+    f->commits++;
+    f->completed_at_hook = f->completed;
+    pthread_mutex_unlock(&f->mu);
+}
+
 static int setup(void **state)
 {
     struct fixture *f = xcalloc(1, sizeof(*f));
     struct writer_options opts = WRITER_OPTIONS_INIT;
+
+    opts.on_commit = on_commit;
+    opts.on_commit_payload = f;
 
     f->dir = testutil_tmpdir();
     f->path = xasprintf("%s/cache.db", f->dir);
@@ -265,6 +280,21 @@ static void test_writer__failed_commit_fails_the_group(void **state)
     assert_int_equal(row_exists(f, 3), 1);
     writer_stats(&st, f->w);
     assert_int_equal(st.failed, 1);
+    assert_int_equal(f->commits, 2); /* not for the lost group */
+}
+
+/* The commit hook (serve wakes its outbox with it) runs after the COMMIT
+ * and before the items hear of it. */
+static void test_writer__commit_hook_runs_before_completions(void **state)
+{
+    struct fixture *f = *state;
+    struct item it;
+
+    submit(f, &it, 0, MODE_INSERT);
+    wait_until(f, NULL, 1);
+    assert_true(it.committed);
+    assert_int_equal(f->commits, 1);
+    assert_int_equal(f->completed_at_hook, 0);
 }
 
 /* An item that loses the whole transaction: the items before it in that
@@ -324,6 +354,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_writer__lost_transaction_is_never_reported_committed, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_writer__commit_hook_runs_before_completions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer__stop_commits_the_queue,
                                         setup, teardown),
     };
