@@ -383,7 +383,6 @@ void listener__webhooks_free(struct listener *l)
     l->webhooks = NULL;
 }
 
-
 void listener_on_refetch(listener *l, listener_refetch_fn fn, void *payload)
 {
     l->on_refetch = fn;
