@@ -196,8 +196,13 @@ static int merge_duplicate(cache *c, int64_t keep, int64_t drop)
         ("UPDATE numbers SET (status, status_at, source) = (SELECT status, "
          "status_at, source FROM numbers WHERE local_id = ?2) "
          "WHERE local_id = ?1"),
+        /* The write's own kind is covered by the kept row's state; a
+         * waiting message moves with the row unless the kept row has
+         * one of its own (one pending row per number row and kind). */
         ("UPDATE outbox SET state = 'superseded' WHERE number_local_id = ?2 "
-         "AND state = 'pending'"),
+         "AND state = 'pending' AND (kind = 'dataverse' OR EXISTS (SELECT 1 "
+         "FROM outbox AS k WHERE k.number_local_id = ?1 AND k.kind = "
+         "outbox.kind AND k.state = 'pending'))"),
         "UPDATE outbox SET number_local_id = ?1 WHERE number_local_id = ?2",
         "DELETE FROM numbers WHERE local_id = ?2",
     };
