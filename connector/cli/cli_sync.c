@@ -203,6 +203,8 @@ const struct cli_command cli_sync_command = {
                   "in the write-back\n"
                   "  4  cache error, or another sync holds the lock\n",
     .options = options,
-    .secrets = CONFIG_FOR_DATAVERSE,
+    /* The write-back at the end sends consent messages too (a timer
+     * running `optsync sync` is the whole deployment without serve). */
+    .secrets = CONFIG_FOR_DATAVERSE | CONFIG_FOR_SENDER,
     .run = run,
 };
