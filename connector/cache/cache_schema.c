@@ -436,9 +436,20 @@ static const char *const migration_7[] = {
     NULL,
 };
 
+/*
+ * Migration 8: retention (retention.h).  The finished outbox rows by the
+ * time they finished, so each pruning batch reads only what it deletes
+ * and the table is not scanned while the write lock is held.
+ */
+static const char *const migration_8[] = {
+    "CREATE INDEX outbox_finished ON outbox(updated_at)"
+    "  WHERE state IN ('done', 'superseded');",
+    NULL,
+};
+
 const char *const *const cache__migrations[] = {
     migration_1, migration_2, migration_3, migration_4,
-    migration_5, migration_6, migration_7,
+    migration_5, migration_6, migration_7, migration_8,
 };
 
 const int cache__migration_count =
