@@ -113,6 +113,7 @@ struct optsync_config {
         int64_t batch_size;
         int64_t max_attempts;
         int64_t max_backoff; /* seconds */
+        int64_t keep_done;   /* seconds (retention.h) */
     } outbox;
     struct {
         char *level;

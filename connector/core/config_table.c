@@ -195,6 +195,11 @@ const struct config_key config_table[] = {
       OFF(outbox.max_attempts), "attempts before a write-back is dead" },
     { "outbox", "max_backoff", CONFIG_DURATION, "1h", 1, DAY, NULL, 0,
       OFF(outbox.max_backoff), "longest wait between attempts" },
+    /* At least 7 days: Meta's late delivery statuses (retention.h). */
+    { "outbox", "keep_done", CONFIG_DURATION, "30d", 7 * DAY, 3650 * DAY, NULL,
+      0, OFF(outbox.keep_done),
+      "how long finished outbox rows, resolved quarantined events and old "
+      "sync runs are kept" },
 
     /* [log] */
     { "log", "level", CONFIG_ENUM, "info", NO_BOUNDS,

@@ -1,7 +1,8 @@
 /*
  * housekeeping — the listener's background thread (listener.h note 5):
  * the quarantine replay a WhatsApp delivery asked for, and the pruning of
- * old de-duplication keys, at start and then every hour.
+ * old de-duplication keys and of finished rows (retention.h, `[outbox]
+ * keep_done`), at start and then every hour.
  *
  * Pipeline position: beside the writer, with its own cache connection;
  * each task runs in short transactions of its own (the replay one per
@@ -22,6 +23,8 @@
 #include "dv_webhook.h"
 #include "err.h"
 #include "log.h"
+#include "metrics.h"
+#include "retention.h"
 #include "whatsapp.h"
 #include "xalloc.h"
 
@@ -50,6 +53,24 @@ static void replay(struct listener__housekeeping *h)
                  log_q(err_message()));
 }
 
+/* Finished rows: keep_done, but never below the double opt-in window,
+ * in which an earlier request must still be seen (retention.h note 3). */
+static void prune_finished(struct listener__housekeeping *h)
+{
+    const struct optsync_config *cfg = h->l->cfg;
+    int64_t keep_s = cfg->outbox.keep_done;
+    struct cache_pruned p;
+    int rc;
+
+    if (keep_s < cfg->consent.double_opt_in_window)
+        keep_s = cfg->consent.double_opt_in_window;
+    rc = cache_prune_finished(&p, h->c, clock_now_ms(), keep_s * 1000);
+    metrics_pruned_add(&p); /* batches committed before a failure too */
+    if (rc != 0)
+        log_warn("housekeeping_failed task=prune_finished error=%s",
+                 log_q(err_message()));
+}
+
 static void prune(struct listener__housekeeping *h)
 {
     int removed = 0;
@@ -60,6 +81,7 @@ static void prune(struct listener__housekeeping *h)
     if (dv_webhook_prune(h->c, clock_now_ms() - DV_KEEP_MS) != 0)
         log_warn("housekeeping_failed task=dv_webhook_prune error=%s",
                  log_q(err_message()));
+    prune_finished(h);
 }
 
 static int due(const struct timespec *at)

@@ -43,7 +43,9 @@
  *      linked a new BSUID: waiting username-only events may now be
  *      keyed) and, at start and then hourly, the pruning of old
  *      de-duplication keys (WhatsApp: 8 days, Meta retries for 7;
- *      Dataverse: 7 days).  A failure is logged and tried again next
+ *      Dataverse: 7 days) and of finished rows (retention.h: done and
+ *      superseded outbox rows, resolved quarantine, old sync runs, after
+ *      `[outbox] keep_done`).  A failure is logged and tried again next
  *      time; it never stops the listener.
  *  (6) Webhook routes (listener_webhooks.c): GET /webhooks/whatsapp
  *      (handshake), POST /webhooks/whatsapp[/{configuration}] and

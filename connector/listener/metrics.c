@@ -44,6 +44,7 @@ static struct {
     _Atomic uint64_t duplicates;
     _Atomic uint64_t quarantined;
     _Atomic uint64_t near_misses;
+    _Atomic uint64_t pruned[3]; /* outbox, quarantine, sync_runs */
     _Atomic uint64_t gate[GATE_REASON_COUNT];
     _Atomic uint64_t writer_groups, writer_items, writer_failures;
     _Atomic int64_t connections;
@@ -87,6 +88,13 @@ void metrics_quarantined_add(uint64_t n)
 void metrics_near_misses_add(uint64_t n)
 {
     ADD(m.near_misses, n);
+}
+
+void metrics_pruned_add(const struct cache_pruned *p)
+{
+    ADD(m.pruned[0], (uint64_t)p->outbox);
+    ADD(m.pruned[1], (uint64_t)p->quarantine);
+    ADD(m.pruned[2], (uint64_t)p->sync_runs);
 }
 
 void metrics_gate_decisions_add(enum gate_reason reason, uint64_t n)
@@ -258,6 +266,20 @@ static int render_http(struct strbuf *out)
     return rc;
 }
 
+/* Finished rows the housekeeping thread removed (retention.h). */
+static int render_pruned(struct strbuf *out)
+{
+    static const char *const tables[] = { "outbox", "quarantine", "sync_runs" };
+    size_t i;
+    int rc = head(out, "optsync_pruned_rows_total", "counter",
+                  "finished cache rows removed by the retention rule");
+
+    for (i = 0; rc == 0 && i < sizeof(tables) / sizeof(tables[0]); i++)
+        rc = strbuf_addf(out, "optsync_pruned_rows_total{table=\"%s\"} %llu\n",
+                         tables[i], (unsigned long long)GET(m.pruned[i]));
+    return rc;
+}
+
 static int render_counters(struct strbuf *out)
 {
     int r, s, rc;
@@ -281,6 +303,8 @@ static int render_counters(struct strbuf *out)
     if (rc == 0)
         rc = counter(out, "optsync_near_misses_total",
                      "replies recorded as near-misses", GET(m.near_misses));
+    if (rc == 0)
+        rc = render_pruned(out);
     if (rc == 0)
         rc = head(out, "optsync_gate_decisions_total", "counter",
                   "send-gate decisions by reason");

@@ -25,6 +25,7 @@
  *   optsync_webhook_deliveries_total{route,result}
  *   optsync_webhook_duplicates_total, optsync_quarantined_events_total,
  *   optsync_near_misses_total, optsync_gate_decisions_total{reason},
+ *   optsync_pruned_rows_total{table} (outbox, quarantine, sync_runs),
  *   optsync_writer_transactions_total, optsync_writer_items_total,
  *   optsync_writer_commit_failures_total,
  *   optsync_listener_connections, optsync_listener_connections_rejected_total
@@ -41,6 +42,7 @@
 
 #include "cache.h"
 #include "gate.h"
+#include "retention.h"
 #include "xalloc.h"
 
 /* Webhook routes (the label route="whatsapp" / "dataverse"). */
@@ -82,6 +84,8 @@ void metrics_duplicates_add(uint64_t n);
 void metrics_quarantined_add(uint64_t n);
 /* Replies recorded as near-misses. */
 void metrics_near_misses_add(uint64_t n);
+/* Finished rows the housekeeping thread pruned (retention.h). */
+void metrics_pruned_add(const struct cache_pruned *p);
 /* Gate decisions with `reason` (n of them: a bulk call counts each). */
 void metrics_gate_decisions_add(enum gate_reason reason, uint64_t n);
 

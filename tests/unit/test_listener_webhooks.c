@@ -14,7 +14,8 @@
  *     sqlite_step fault seam); duplicates, also across a restart;
  *   - a BSUID linked by one delivery replays the quarantined events
  *     waiting for it; a STOP's 200 is followed by the gate's deny; old
- *     de-duplication keys are pruned by the housekeeping thread;
+ *     de-duplication keys and finished rows (retention.h) are pruned by
+ *     the housekeeping thread, counted in /metrics;
  *   - many concurrent clients POSTing signed STOPs with unique ids: no
  *     event lost or doubled (ledger entries, keys and outbox rows
  *     counted);
@@ -642,6 +643,68 @@ static void test_listener_webhooks__housekeeping_prunes_old_keys(void **state)
     free(sql);
 }
 
+/* Waits until GET /metrics shows `line`. */
+static void wait_metric(struct fixture *f, const char *line)
+{
+    struct timespec pause = { 0, 2 * 1000 * 1000 };
+    time_t until = time(NULL) + TESTHTTP_DEADLINE_S;
+    char *url = testlistener_url(&f->t, "/metrics");
+    struct testhttp_req req = { NULL, url, NULL, NULL, 0, NULL };
+    struct testhttp_resp r;
+    int found = 0;
+
+    while (!found) {
+        assert_int_equal(testhttp_call(&r, &req), 200);
+        found = strstr(r.body, line) != NULL;
+        testhttp_resp_dispose(&r);
+        if (!found && time(NULL) > until)
+            fail_msg("/metrics never showed %s", line);
+        if (!found)
+            nanosleep(&pause, NULL);
+    }
+    free(url);
+}
+
+/* Finished rows older than keep_done (30d by default) go; pending, dead,
+ * recent rows and the ledger stay (test_retention.c has the rule). */
+static void
+test_listener_webhooks__housekeeping_prunes_finished_rows(void **state)
+{
+    struct fixture *f = *state;
+    long long old = WA_NOW - 31 * 24 * 3600 * 1000LL;
+    long long recent = WA_NOW - 29 * 24 * 3600 * 1000LL;
+    char *sql = xasprintf(
+        "INSERT INTO outbox(id, number_local_id, configuration_id, e164, "
+        "status, event_at, reason, state, created_at, updated_at, kind) "
+        "VALUES (901, 901, 'c', '+1', 3, %lld, 'x', 'done', %lld, %lld, "
+        "'dataverse'), (902, 902, 'c', '+1', 3, %lld, 'x', 'superseded', "
+        "%lld, %lld, 'whatsapp'), (903, 903, 'c', '+1', 3, %lld, 'x', "
+        "'done', %lld, %lld, 'whatsapp'), (904, 904, 'c', '+1', 3, %lld, "
+        "'x', 'pending', %lld, %lld, 'dataverse'), (905, 905, 'c', '+1', 3, "
+        "%lld, 'x', 'dead', %lld, %lld, 'dataverse'); "
+        "INSERT INTO quarantine(id, received_at, source, reason, payload, "
+        "resolved_at) VALUES (901, %lld, 'whatsapp', 'x', '{}', %lld); "
+        "INSERT INTO ledger(seq, at, recorded_at, configuration_id, phone, "
+        "from_status, to_status, source, evidence, hash) VALUES (901, %lld, "
+        "%lld, 'c', '+1', 0, 3, 'whatsapp', '{}', 'h')",
+        old, old, old, old, old, old, recent, recent, recent, old, old, old,
+        old, old, old, old, old, old, old);
+
+    assert_int_equal(cache_exec(f->c, sql), 0);
+    run(f); /* prunes once at start, then hourly */
+    wait_for(f, "SELECT count(*) FROM outbox WHERE id IN (901, 902)", 0);
+    wait_for(f, "SELECT count(*) FROM quarantine WHERE id = 901", 0);
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox WHERE id IN "
+                              "(903, 904, 905)"),
+                     3);
+    assert_int_equal(count(f, "SELECT count(*) FROM ledger WHERE seq = 901"),
+                     1);
+    /* Counted once the prune returns, just after its last commit. */
+    wait_metric(f, "optsync_pruned_rows_total{table=\"outbox\"} 2\n");
+    wait_metric(f, "optsync_pruned_rows_total{table=\"quarantine\"} 1\n");
+    free(sql);
+}
+
 /* ---- many clients at once ------------------------------------------------ */
 
 #define CLIENTS 8
@@ -1022,6 +1085,7 @@ int main(void)
         T(test_listener_webhooks__whatsapp_new_link_replays_quarantine),
         T(test_listener_webhooks__whatsapp_stop_then_gate_denies),
         T(test_listener_webhooks__housekeeping_prunes_old_keys),
+        T(test_listener_webhooks__housekeeping_prunes_finished_rows),
         T(test_listener_webhooks__whatsapp_concurrent_replies),
         T(test_listener_webhooks__dataverse_auth_modes),
         T(test_listener_webhooks__dataverse_disabled_malformed_hints),
