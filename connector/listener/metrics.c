@@ -483,7 +483,8 @@ static int render_messages(struct strbuf *out, cache *c)
     if (rc || !st || cache_step(st) != SQLITE_ROW)
         return ERR_FAIL;
     rc = head(out, "optsync_whatsapp_messages", "gauge",
-              "consent messages by state (queue, then Meta's statuses)");
+              "consent messages by state (queue, then Meta's statuses; "
+              "finished ones for [outbox] keep_done)");
     for (i = 0; rc == 0 && i < sizeof(names) / sizeof(names[0]); i++)
         rc = strbuf_addf(out, "optsync_whatsapp_messages{state=\"%s\"} %lld\n",
                          names[i], (long long)sqlite3_column_int64(st, (int)i));
