@@ -350,13 +350,14 @@ class MessagesTest(MessagesCase):
         self.flush("--wait", "120s")
         self.assertEqual(len(self.sent()), len(phones))
         status, out = self.wa.control("GET", "attempts")
-        times = sorted(a["time"] for a in out["attempts"])
-        self.assertGreater(len(times), len(phones))  # the storm was met
-        for i in range(len(times) - rate):
-            self.assertGreaterEqual(times[i + rate] - times[i], 1.0,
-                                    "more than %d sends in a second" % rate)
+        self.assertGreater(len(out["attempts"]), len(phones))  # storm met
+        # The emulator is the judge, as Meta is: it answers 130429 to a
+        # send that arrives with max_rate others in the second before it
+        # (decided on arrival; the attempts' times are taken when each
+        # answer is written, which jitter on a loaded machine moves).
+        # Every 130429 it counted is one of the six injected.
         self.assertEqual(self.wa.control("GET", "counters")[1]
-                         ["rate_limit_violations"], 6)  # the injected ones
+                         ["rate_limit_violations"], 6)
 
     def test_crash_after_transition_sent_after_restart(self):
         self.start()
