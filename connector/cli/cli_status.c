@@ -250,11 +250,46 @@ static void print_messages(FILE *out, const cJSON *o)
                 str_or(m, "paused_since", "?"), str_or(m, "paused", ""));
 }
 
+/* At most this many rows of each list in the text output: a million-row
+ * cache may hold tens of thousands, which drown the rest of the report;
+ * --json carries up to 1,000 and `numbers --json` every one. */
+#define STATUS_TEXT_ROWS 20
+
+static void print_more(FILE *out, double total, int shown)
+{
+    if (total > shown)
+        fprintf(out,
+                "  ... and %.0f more (`optsync status --json` lists 1,000; "
+                "`optsync numbers --configuration C --json` every row)\n",
+                total - shown);
+}
+
+/* Unparseable rows: no key, so the gate cannot find them. */
+static void print_unparseable(FILE *out, const cJSON *o)
+{
+    const cJSON *c, *n = cJSON_GetObjectItem(o, "unparseable");
+    int shown = 0;
+
+    if (!cJSON_IsNumber(n) || n->valuedouble <= 0)
+        return;
+    fprintf(out, "unparseable phones (%.0f):\n", n->valuedouble);
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(o, "unparseable_rows"))
+    {
+        if (shown == STATUS_TEXT_ROWS)
+            break;
+        fprintf(out, "  %s \"%s\": %s\n", str_or(c, "id", "(local)"),
+                str_or(c, "raw_phone", ""), str_or(c, "reason", ""));
+        shown++;
+    }
+    print_more(out, n->valuedouble, shown);
+}
+
 /* Their own heading: they are keys (the gate decides them), unlike the
  * unparseable rows above. */
 static void print_warnings(FILE *out, const cJSON *o)
 {
     const cJSON *c, *n = cJSON_GetObjectItem(o, "phone_warnings");
+    int shown = 0;
 
     if (!cJSON_IsNumber(n) || n->valuedouble <= 0)
         return;
@@ -264,9 +299,13 @@ static void print_warnings(FILE *out, const cJSON *o)
             n->valuedouble);
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(o, "phone_warning_rows"))
     {
+        if (shown == STATUS_TEXT_ROWS)
+            break;
         fprintf(out, "  %s \"%s\": %s\n", str_or(c, "id", "(local)"),
                 str_or(c, "raw_phone", ""), str_or(c, "phone", ""));
+        shown++;
     }
+    print_more(out, n->valuedouble, shown);
 }
 
 static void print_text(FILE *out, const cJSON *o)
@@ -299,12 +338,7 @@ static void print_text(FILE *out, const cJSON *o)
                 cJSON_GetObjectItem(n, "none")->valueint,
                 cJSON_GetObjectItem(n, "inactive")->valueint);
     }
-    cJSON_ArrayForEach(c, cJSON_GetObjectItem(o, "unparseable_rows"))
-    {
-        fprintf(out, "unparseable phone: %s \"%s\": %s\n",
-                str_or(c, "id", "(local)"), str_or(c, "raw_phone", ""),
-                str_or(c, "reason", ""));
-    }
+    print_unparseable(out, o);
     print_warnings(out, o);
     print_messages(out, o);
     fprintf(

@@ -286,5 +286,29 @@ class AdminViews(OptsyncCase):
         self.assertEqual(len(doc["configurations"]), 2)
 
 
+class StatusText(OptsyncCase):
+    """The text report names every unparseable row's count but lists at
+    most 20 of them, then says how many more and where they are."""
+
+    def test_unparseable_rows_capped_with_the_total(self):
+        path, doc = self.seed(configurations=1, numbers=1000)
+        self.emulator(seed=path)
+        self.sync_ok()
+        invalid = [n for n in doc["numbers"]
+                   if n.get("configuration") and not n.get("expected_e164")]
+        self.assertGreater(len(invalid), 20)  # the seed has enough
+        res = self.optsync("status")
+        self.assertEqual(res.returncode, 0, res.stderr)
+        lines = res.stdout.splitlines()
+        head = lines.index("unparseable phones (%d):" % len(invalid))
+        listed = [l for l in lines[head + 1:head + 22]
+                  if l.startswith("  ") and not l.startswith("  ...")]
+        self.assertEqual(len(listed), 20)
+        ids = {n["id"] for n in invalid}
+        self.assertTrue(all(l.split()[0] in ids for l in listed))
+        self.assertEqual(lines[head + 21].split(" (")[0],
+                         "  ... and %d more" % (len(invalid) - 20))
+
+
 if __name__ == "__main__":
     unittest.main()
