@@ -19,6 +19,8 @@ emulator's Cloud API route.
     the template is created and `outbox retry` sends it
   * token revoked -> nothing sent, nothing lost, status and /metrics say
     why; token restored -> both sent
+  * paused, then [whatsapp] send = off -> status and /metrics report no
+    pause (it is reported again when sending is back on)
   * 130429 storm -> retried; paced below Meta's limit, never tripped
   * a crash (exit without cleanup) after the transition, with the
     message claimed -> sent after the restart, exactly once
@@ -335,6 +337,48 @@ class MessagesTest(MessagesCase):
                          sorted(p[1:] for p in phones))
         st = json.loads(self.optsync("status", "--json").stdout)
         self.assertIsNone(st["messages"]["paused"])
+
+    def metrics(self):
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d/metrics" % self.port,
+            headers={"X-API-Key": KEY})
+        with urllib.request.urlopen(req, timeout=DEADLINE) as r:
+            return r.read().decode()
+
+    def relisten(self):
+        self.listen_proc.kill()
+        self.listen_proc.wait()
+        self.listen_log.close()
+        self.listen()
+
+    def test_send_off_reports_no_pause(self):
+        # Paused by a refused token, then sending switched off: the pause
+        # kept in sender_state is not reported (status, /metrics) while
+        # sending is off, and is again once it is back on (the token is
+        # still refused).
+        self.start()
+        self.listen()
+        status, out = self.wa.control("POST", "tokens/revoke",
+                                      {"token": TOKEN})
+        self.assertEqual(status, 200, out)
+        self.reply("+4915112347773", "Subscribe")
+        self.flush(expect=1)
+        self.assertEqual(self.query("SELECT paused_reason IS NOT NULL FROM "
+                                    "sender_state"), [(1,)])
+        self.settings["whatsapp.send"] = "off"
+        self.relisten()
+        st = json.loads(self.optsync("status", "--json").stdout)
+        self.assertEqual(st["messages"]["send"], "off")
+        self.assertIsNone(st["messages"]["paused"])
+        self.assertNotIn("PAUSED", self.optsync("status").stdout)
+        self.assertIn("\noptsync_whatsapp_send_paused 0\n", self.metrics())
+        self.settings["whatsapp.send"] = "cloud"
+        self.relisten()
+        st = json.loads(self.optsync("status", "--json").stdout)
+        self.assertIn("refused the token", st["messages"]["paused"])
+        self.assertRegex(self.metrics(),
+                         r'optsync_whatsapp_send_paused\{reason="[^"]*token'
+                         r'[^"]*"\} 1')
 
     def test_rate_limit_storm_never_exceeds_max_rate(self):
         # The emulator (Meta) is the judge: it answers 130429 itself when
