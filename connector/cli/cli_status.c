@@ -45,6 +45,26 @@ static cJSON *last_run(cache *c, const char *kind, int ok_only)
     return o;
 }
 
+/* "paused" (and since when) after a refused token; null when sending is
+ * off, as a pause kept from when it was on says nothing then. */
+static void messages_paused(cJSON *o, cache *c, int sending)
+{
+    sqlite3_stmt *st =
+        sending ? cache_stmt(c, "SELECT paused_reason, paused_since FROM "
+                                "sender_state WHERE id = 1 AND "
+                                "paused_reason IS NOT NULL")
+                : NULL;
+
+    if (st && cache_step(st) == SQLITE_ROW) {
+        cli_json_text(o, "paused", st, 0);
+        cli_json_time(o, "paused_since", st, 1);
+    } else {
+        cJSON_AddNullToObject(o, "paused");
+    }
+    if (st)
+        sqlite3_reset(st);
+}
+
 static cJSON *messages(struct cli_ctx *ctx)
 {
     static const char q[] =
@@ -55,27 +75,18 @@ static cJSON *messages(struct cli_ctx *ctx)
                                          "failed" };
     sqlite3_stmt *st = cache_stmt(ctx->cache, q);
     cJSON *o = cJSON_CreateObject();
+    const char *send =
+        ctx->cfg->whatsapp.send ? ctx->cfg->whatsapp.send : "off";
     size_t i;
 
-    cJSON_AddStringToObject(
-        o, "send", ctx->cfg->whatsapp.send ? ctx->cfg->whatsapp.send : "off");
+    cJSON_AddStringToObject(o, "send", send);
     if (st && cache_step(st) == SQLITE_ROW)
         for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
             cJSON_AddNumberToObject(o, names[i],
                                     (double)sqlite3_column_int64(st, (int)i));
     if (st)
         sqlite3_reset(st);
-    st = cache_stmt(ctx->cache, "SELECT paused_reason, paused_since FROM "
-                                "sender_state WHERE id = 1 AND "
-                                "paused_reason IS NOT NULL");
-    if (st && cache_step(st) == SQLITE_ROW) {
-        cli_json_text(o, "paused", st, 0);
-        cli_json_time(o, "paused_since", st, 1);
-    } else {
-        cJSON_AddNullToObject(o, "paused");
-    }
-    if (st)
-        sqlite3_reset(st);
+    messages_paused(o, ctx->cache, strcmp(send, "off") != 0);
     return o;
 }
 

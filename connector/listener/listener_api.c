@@ -68,7 +68,8 @@ static void on_metrics(struct route_req *r, void *arg)
 
     (void)arg;
     strbuf_init(&sb, 4 * 1024 * 1024);
-    if (metrics_render(&sb, route_req_cache(r)) != 0)
+    if (metrics_render(&sb, route_req_cache(r),
+                       route_req_consent_options(r)->send_messages) != 0)
         log_warn("metrics_incomplete error=%s", log_q(err_message()));
     route_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", sb.data,
                 sb.len);

@@ -451,8 +451,9 @@ static int render_queues(struct strbuf *out, cache *c)
 }
 
 /* Consent messages: the pause after a refused token says why (the
- * reason is our own fixed text), and the messages by state. */
-static int render_messages(struct strbuf *out, cache *c)
+ * reason is our own fixed text), and the messages by state.  With
+ * sending off the persisted pause is stale: 0, whatever it says. */
+static int render_messages(struct strbuf *out, cache *c, int sending)
 {
     static const char q[] =
         "SELECT sum(state IN ('pending', 'inflight')), sum(state = 'dead'), "
@@ -471,7 +472,7 @@ static int render_messages(struct strbuf *out, cache *c)
 
     if (!st || cache_step(st) != SQLITE_ROW)
         return ERR_FAIL;
-    why = cache_col_text(st, 0);
+    why = sending ? cache_col_text(st, 0) : NULL;
     if (rc == 0)
         rc = why ? strbuf_addf(out,
                                "optsync_whatsapp_send_paused{reason=\"%s\"} "
@@ -492,7 +493,7 @@ static int render_messages(struct strbuf *out, cache *c)
     return rc;
 }
 
-int metrics_render(struct strbuf *out, cache *c)
+int metrics_render(struct strbuf *out, cache *c, int sending)
 {
     int rc = render_http(out);
 
@@ -508,6 +509,6 @@ int metrics_render(struct strbuf *out, cache *c)
     if (rc == 0)
         rc = render_queues(out, c);
     if (rc == 0)
-        rc = render_messages(out, c);
+        rc = render_messages(out, c, sending);
     return rc;
 }

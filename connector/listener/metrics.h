@@ -114,10 +114,13 @@ int64_t metrics_now_ns(void);
  * Appends the Prometheus text exposition (format 0.0.4) of every metric
  * to `out`: the counters above, then the database values read through
  * `c` (a connection outside any transaction) at clock_now_ms().
+ * `sending` is 0 when [whatsapp] send = off: a pause the database still
+ * holds from when sending was on is then not reported (nothing is sent,
+ * so nothing is paused).
  * Returns 0; ERR_FAIL when the database could not be read (the counters
  * are in `out` all the same); ERR_TOOBIG when `out`'s cap was reached.
  */
-int metrics_render(struct strbuf *out, cache *c);
+int metrics_render(struct strbuf *out, cache *c, int sending);
 
 /* Counter values for tests: the total of one webhook label pair, and of
  * one gate reason. */

@@ -261,6 +261,7 @@ class WaitTest(WaTest):
         # a listener that holds its answer keeps the queue busy
         self.rx.hold()
         self.sent(optin(to=USER2))
+        self.wa.wait(condition="idle")      # its statuses are queued
         status, out = self.control("POST", "wait", {
             "condition": "webhooks_idle", "timeout": 0.1})
         self.assertEqual(status, 408)

@@ -125,6 +125,8 @@ class StatusTest(WaTest):
     def test_no_statuses(self):
         self.ok("POST", "settings", {"statuses": False})
         self.sent(optin())
+        # its statuses would be queued before the send is over
+        self.wa.wait(condition="idle")
         self.wa.wait(condition="webhooks_idle")
         self.assertEqual(self.ok("GET", "webhooks")["deliveries"], [])
 
@@ -285,6 +287,7 @@ class ReplyTest(WaTest):
             "from": USER, "text": "x", "phone_number_id": PN1})
         self.assertEqual(status, 409, out)
         self.sent(optin())          # sends still work, no statuses
+        self.wa.wait(condition="idle")      # statuses follow the answer
         self.assertEqual(self.ok("GET", "counters")["webhooks"]["skipped"],
                          2)
 

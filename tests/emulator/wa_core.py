@@ -218,10 +218,11 @@ class WhatsApp:
             self.inflight += 1
             self.cond.notify_all()
 
-    def finish(self, entry):
-        """A send request is over: log it (status, code, wamid)."""
+    def record(self, entry):
+        """Log a send's outcome (status, code, wamid) and count it. Called
+        before the answer's first byte leaves: a client holding the answer
+        finds the send in `attempts` and `counters` already."""
         with self.cond:
-            self.inflight -= 1
             entry["time"] = self.clock.now()
             self.attempts.append(entry)
             self.counters["requests"] += 1
@@ -233,6 +234,12 @@ class WhatsApp:
                 self.counters["rate_limit_violations"] += 1
             elif code == 131056:
                 self.counters["pair_limit_violations"] += 1
+            self.cond.notify_all()
+
+    def leave(self):
+        """A send request is over, its status webhooks queued (`idle`)."""
+        with self.cond:
+            self.inflight -= 1
             self.cond.notify_all()
 
     def parse_send(self, raw):

@@ -3,9 +3,9 @@
 WaTest starts one emulator per test class on --port 0 with the default
 templates file, a 360dialog key and an app secret, and points its
 webhooks at an emu_testlib.Receiver. setUp resets the emulator; tearDown
-first waits until no webhook is in flight, so no delivery of one test
-lands in the next. Nothing sleeps: tests wait through /_emulator/wait or
-the receiver's own condition.
+first waits until no send and no webhook is in flight, so no delivery
+of one test lands in the next. Nothing sleeps: tests wait through
+/_emulator/wait or the receiver's own condition.
 """
 
 import hashlib
@@ -114,7 +114,10 @@ class WaTest(unittest.TestCase):
     def tearDown(self):
         self.rx.release()
         self.control("POST", "release", {})
-        self.wa.wait(condition="webhooks_idle", timeout=30)
+        # A send's status webhooks are queued after its answer left: wait
+        # for the sends to be over, then for their webhooks.
+        self.wa.wait(condition="idle", timeout=60)
+        self.wa.wait(condition="webhooks_idle", timeout=60)
         self.control("POST", "reset")
 
     # -- helpers ---------------------------------------------------------

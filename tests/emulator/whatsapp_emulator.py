@@ -81,6 +81,7 @@ class Handler(BaseHTTPRequestHandler):
     wa = None           # set by main()
     control = None
     quiet = False
+    send_entry = None   # the send being served, until record_send()
 
     def version_string(self):
         return self.server_version
@@ -139,8 +140,16 @@ class Handler(BaseHTTPRequestHandler):
             chunks.append(self.rfile.read(size))
             self.rfile.readline()
 
+    def record_send(self):
+        """Log the send being served (once), before its answer goes out:
+        counters must never lag an answer the client already holds."""
+        entry, self.send_entry = self.send_entry, None
+        if entry is not None:
+            self.wa.record(entry)
+
     def send_json(self, status, doc, headers=()):
         body = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        self.record_send()
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
@@ -155,6 +164,10 @@ class Handler(BaseHTTPRequestHandler):
     def drop(self):
         """Close without a byte of answer."""
         self.close_connection = True
+        if self.send_entry is not None:
+            self.send_entry["status"] = self.send_entry["status"] or \
+                "dropped"
+        self.record_send()
         try:
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -193,6 +206,7 @@ class Handler(BaseHTTPRequestHandler):
         wa = self.wa
         entry = {"route": route, "phone_number_id": pnid, "status": None,
                  "code": None, "wamid": None}
+        self.send_entry = entry
         wa.arrive()
         try:
             if wa.settings.latency_ms > 0:
@@ -205,13 +219,11 @@ class Handler(BaseHTTPRequestHandler):
         except D360Error as err:
             entry["status"] = err.status
             self.send_json(err.status, err.doc())
-        except Answered as done:
-            entry["status"] = done.status
-        except Dropped:
-            entry["status"] = entry["status"] or "dropped"
-            raise
+        except Answered:
+            pass
         finally:
-            wa.finish(entry)
+            self.record_send()      # when the answer never went out
+            wa.leave()
 
     def serve_send_admitted(self, route, body, version, pnid, entry):
         wa = self.wa
@@ -293,6 +305,8 @@ class Handler(BaseHTTPRequestHandler):
             raw = p["body"]
             body = raw.encode() if isinstance(raw, str) else \
                 json.dumps(raw).encode()
+            self.send_entry["status"] = status
+            self.record_send()
             self.send_response(status)
             self.send_header("Content-Type", JSON_TYPE)
             self.send_header("Content-Length", str(len(body)))
