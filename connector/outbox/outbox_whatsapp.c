@@ -332,36 +332,50 @@ static int prepare(struct prepared *p, outbox *ob)
 /* ---- sending (notes 3, 4) -------------------------------------------------
  */
 
-/* Waits for this number's next start (note 3); 0, or -1 when stopping. */
+static struct pace *pace_of(struct outbox__wa *wa, const char *phone_number_id)
+{
+    struct pace *p;
+    size_t i;
+
+    for (i = 0; i < wa->n_paces; i++)
+        if (strcmp(wa->paces[i].phone_number_id, phone_number_id) == 0)
+            return &wa->paces[i];
+    wa->paces = xrealloc(wa->paces, (wa->n_paces + 1) * sizeof(*p));
+    p = &wa->paces[wa->n_paces++];
+    snprintf(p->phone_number_id, sizeof(p->phone_number_id), "%s",
+             phone_number_id);
+    p->next_us = 0;
+    return p;
+}
+
+/*
+ * Waits for this number's next start (note 3); 0, or -1 when stopping.
+ * The slot is taken when the thread is awake to use it, not booked
+ * before it sleeps: a thread that wakes late would otherwise start
+ * closer to the next thread's slot than the spacing allows.
+ */
 static int pace_wait(outbox *ob, const char *phone_number_id)
 {
     struct outbox__wa *wa = ob->wa;
-    struct pace *p = NULL;
-    int64_t slot, now = now_us();
-    size_t i;
+    struct pace *p;
+    int64_t left;
 
-    pthread_mutex_lock(&wa->mu);
-    for (i = 0; i < wa->n_paces && !p; i++)
-        if (strcmp(wa->paces[i].phone_number_id, phone_number_id) == 0)
-            p = &wa->paces[i];
-    if (!p) {
-        wa->paces = xrealloc(wa->paces, (wa->n_paces + 1) * sizeof(*p));
-        p = &wa->paces[wa->n_paces++];
-        snprintf(p->phone_number_id, sizeof(p->phone_number_id), "%s",
-                 phone_number_id);
-        p->next_us = 0;
-    }
-    slot = p->next_us > now ? p->next_us : now;
-    p->next_us = slot + wa->interval_us;
-    pthread_mutex_unlock(&wa->mu);
-    while (!ob->stopping && (now = now_us()) < slot) {
-        int64_t left = slot - now;
-        struct timespec ts = { (time_t)(left / 1000000),
-                               (long)(left % 1000000) * 1000 };
+    while (!ob->stopping) {
+        int64_t now = now_us();
 
-        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&wa->mu);
+        p = pace_of(wa, phone_number_id);
+        left = p->next_us - now;
+        if (left <= 0)
+            p->next_us = now + wa->interval_us;
+        pthread_mutex_unlock(&wa->mu);
+        if (left <= 0)
+            return 0;
+        nanosleep(&(struct timespec){ (time_t)(left / 1000000),
+                                      (long)(left % 1000000) * 1000 },
+                  NULL);
     }
-    return ob->stopping ? -1 : 0;
+    return -1;
 }
 
 static void message_of(struct wa_message *m, const struct prepared *p,
