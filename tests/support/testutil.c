@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "clock.h"
 #include "fileio.h"
 #include "xalloc.h"
 
@@ -84,4 +85,26 @@ long long testutil_query_int(cache *c, const char *sql)
     v = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     return v;
+}
+
+struct testutil_cache *testutil_cache_new(long long fixed_clock_ms)
+{
+    struct testutil_cache *tc = xcalloc(1, sizeof(*tc));
+    char *path;
+
+    tc->dir = testutil_tmpdir();
+    path = xasprintf("%s/cache.db", tc->dir);
+    assert_int_equal(cache_open(&tc->c, path, 0), 0);
+    free(path);
+    clock_set_fixed(fixed_clock_ms);
+    return tc;
+}
+
+void testutil_cache_free(struct testutil_cache *tc)
+{
+    cache_close(tc->c);
+    testutil_rmtree(tc->dir);
+    free(tc->dir);
+    free(tc);
+    clock_set_fixed(0);
 }

@@ -24,6 +24,17 @@ char *testutil_read(const char *path, size_t *len);
 struct cache;
 long long testutil_query_int(struct cache *c, const char *sql);
 
+/* A fresh cache (cache.db) in its own temporary directory, with the
+ * clock fixed at fixed_clock_ms (0: the real clock): the fixture of the
+ * cmocka tests that need nothing else.  _free closes it, removes the
+ * directory and gives the clock back. */
+struct testutil_cache {
+    char *dir;
+    struct cache *c;
+};
+struct testutil_cache *testutil_cache_new(long long fixed_clock_ms);
+void testutil_cache_free(struct testutil_cache *tc);
+
 /* Path below the source tree, e.g. "config/optsync.example.ini" (owned). */
 char *testutil_source_path(const char *rel);
 

@@ -20,34 +20,15 @@
 
 #define CFG "6a1c0d6e-0000-0000-0000-000000000001"
 
-struct fixture {
-    char *dir;
-    cache *c;
-};
-
 static int setup(void **state)
 {
-    struct fixture *f = xcalloc(1, sizeof(*f));
-    char *path;
-
-    f->dir = testutil_tmpdir();
-    path = xasprintf("%s/cache.db", f->dir);
-    assert_int_equal(cache_open(&f->c, path, 0), 0);
-    free(path);
-    clock_set_fixed(1738077570123LL);
-    *state = f;
+    *state = testutil_cache_new(1738077570123LL);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-
-    cache_close(f->c);
-    testutil_rmtree(f->dir);
-    free(f->dir);
-    free(f);
-    clock_set_fixed(0);
+    testutil_cache_free(*state);
     return 0;
 }
 
@@ -126,7 +107,7 @@ static void test_ledger__byte_form_test_vector(void **state)
 
 static void test_ledger__append_chains_and_verifies(void **state)
 {
-    struct fixture *f = *state;
+    struct testutil_cache *f = *state;
     struct ledger_verify_result r;
 
     assert_int_equal(ledger_verify(&r, f->c), 0);
@@ -139,7 +120,7 @@ static void test_ledger__append_chains_and_verifies(void **state)
 
 static void test_ledger__edit_detected(void **state)
 {
-    struct fixture *f = *state;
+    struct testutil_cache *f = *state;
 
     append_five(f->c);
     sql(f->c, "UPDATE ledger SET to_status = 2 WHERE seq = 3");
@@ -148,7 +129,7 @@ static void test_ledger__edit_detected(void **state)
 
 static void test_ledger__evidence_edit_detected(void **state)
 {
-    struct fixture *f = *state;
+    struct testutil_cache *f = *state;
 
     append_five(f->c);
     sql(f->c, "UPDATE ledger SET evidence = '{}' WHERE seq = 2");
@@ -157,7 +138,7 @@ static void test_ledger__evidence_edit_detected(void **state)
 
 static void test_ledger__reorder_detected(void **state)
 {
-    struct fixture *f = *state;
+    struct testutil_cache *f = *state;
 
     append_five(f->c);
     /* Swap entries 2 and 4 wholesale (contents and hashes). */
@@ -169,7 +150,7 @@ static void test_ledger__reorder_detected(void **state)
 
 static void test_ledger__middle_deletion_detected(void **state)
 {
-    struct fixture *f = *state;
+    struct testutil_cache *f = *state;
 
     append_five(f->c);
     sql(f->c, "DELETE FROM ledger WHERE seq = 3");
@@ -178,7 +159,7 @@ static void test_ledger__middle_deletion_detected(void **state)
 
 static void test_ledger__renumbered_deletion_detected(void **state)
 {
-    struct fixture *f = *state;
+    struct testutil_cache *f = *state;
 
     append_five(f->c);
     /* Delete 3 and close the gap: the chain breaks at the new 3. */
@@ -189,7 +170,7 @@ static void test_ledger__renumbered_deletion_detected(void **state)
 
 static void test_ledger__last_deletion_detected(void **state)
 {
-    struct fixture *f = *state;
+    struct testutil_cache *f = *state;
 
     append_five(f->c);
     sql(f->c, "DELETE FROM ledger WHERE seq = 5");
@@ -198,7 +179,7 @@ static void test_ledger__last_deletion_detected(void **state)
 
 static void test_ledger__head_edit_detected(void **state)
 {
-    struct fixture *f = *state;
+    struct testutil_cache *f = *state;
 
     append_five(f->c);
     sql(f->c, "UPDATE ledger_head SET last_hash = 'x'");
@@ -207,7 +188,7 @@ static void test_ledger__head_edit_detected(void **state)
 
 static void test_ledger__appends_after_tamper_do_not_heal(void **state)
 {
-    struct fixture *f = *state;
+    struct testutil_cache *f = *state;
 
     append_five(f->c);
     sql(f->c, "UPDATE ledger SET phone = '+4900' WHERE seq = 1");
@@ -231,7 +212,7 @@ static int collect(const struct ledger_entry *e, void *payload)
 
 static void test_ledger__foreach_filters(void **state)
 {
-    struct fixture *f = *state;
+    struct testutil_cache *f = *state;
     struct ledger_filter filter = { CFG, "+4915123456789", 0 };
     struct collected got = { 0 };
 

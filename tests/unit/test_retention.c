@@ -27,34 +27,15 @@
 #define OLD (T0 - 31 * DAY_MS)
 #define RECENT (T0 - 29 * DAY_MS)
 
-struct fixture {
-    char *dir;
-    cache *c;
-};
-
 static int setup(void **state)
 {
-    struct fixture *f = xcalloc(1, sizeof(*f));
-    char *path;
-
-    f->dir = testutil_tmpdir();
-    path = xasprintf("%s/cache.db", f->dir);
-    assert_int_equal(cache_open(&f->c, path, 0), 0);
-    free(path);
-    clock_set_fixed(T0);
-    *state = f;
+    *state = testutil_cache_new(T0);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-
-    cache_close(f->c);
-    testutil_rmtree(f->dir);
-    free(f->dir);
-    free(f);
-    clock_set_fixed(0);
+    testutil_cache_free(*state);
     return 0;
 }
 
@@ -127,7 +108,7 @@ static long long rows(cache *c, const char *table, const char *where)
 
 static void test_retention__finished_old_rows_go(void **state)
 {
-    struct fixture *f = *state;
+    struct testutil_cache *f = *state;
     struct cache_pruned p;
 
     outbox_row(f->c, 1, "dataverse", "done", OLD);
@@ -172,7 +153,7 @@ static void test_retention__finished_old_rows_go(void **state)
  * of finished consent messages, whatever keep_ms says. */
 static void test_retention__keeps_a_week_at_least(void **state)
 {
-    struct fixture *f = *state;
+    struct testutil_cache *f = *state;
     struct cache_pruned p;
 
     outbox_row(f->c, 1, "whatsapp", "done", T0 - 6 * DAY_MS);
@@ -184,7 +165,7 @@ static void test_retention__keeps_a_week_at_least(void **state)
 
 static void test_retention__batches(void **state)
 {
-    struct fixture *f = *state;
+    struct testutil_cache *f = *state;
     struct cache_pruned p = { 0 };
     int n = 2 * CACHE_PRUNE_BATCH + 7, i;
 

@@ -22,34 +22,15 @@
 #define T0 1800000000000LL
 #define CFG "7a000000-0000-4000-8000-000000000001"
 
-struct fixture {
-    char *dir;
-    cache *c;
-};
-
 static int setup(void **state)
 {
-    struct fixture *f = xcalloc(1, sizeof(*f));
-    char *path;
-
-    f->dir = testutil_tmpdir();
-    path = xasprintf("%s/cache.db", f->dir);
-    assert_int_equal(cache_open(&f->c, path, 0), 0);
-    free(path);
-    clock_set_fixed(T0);
-    *state = f;
+    *state = testutil_cache_new(T0);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-
-    cache_close(f->c);
-    testutil_rmtree(f->dir);
-    free(f->dir);
-    free(f);
-    clock_set_fixed(0);
+    testutil_cache_free(*state);
     return 0;
 }
 
@@ -74,7 +55,7 @@ static const char *find(cache *c, const char *user, const char *waba)
 
 static void test_wa_users__links(void **state)
 {
-    struct fixture *f = *state;
+    struct testutil_cache *f = *state;
 
     assert_null(find(f->c, "US.1", NULL));
     assert_int_equal(put(f->c, "US.1", "+16505551234", "waba1"), 1);
@@ -101,7 +82,7 @@ static void test_wa_users__links(void **state)
 
 static void test_wa_users__last_inbound(void **state)
 {
-    struct fixture *f = *state;
+    struct testutil_cache *f = *state;
     int64_t at = 0;
 
     assert_int_equal(wa_users_inbound_get(&at, f->c, CFG, "+1"), ERR_NOTFOUND);
