@@ -20,6 +20,7 @@
 #include "keywords.h"
 #include "ledger.h"
 #include "testutil.h"
+#include "wa_cases.h"
 #include "wa_users.h"
 #include "xalloc.h"
 
@@ -37,23 +38,6 @@ struct fixture {
     struct consent_options opts;
 };
 
-static void put_configuration(cache *c, const char *id, const char *name,
-                              int doi, const char *pnid, const char *waba)
-{
-    struct configuration_record r;
-
-    memset(&r, 0, sizeof(r));
-    snprintf(r.id, sizeof(r.id), "%s", id);
-    r.name = name;
-    r.double_opt_in = doi;
-    r.phone_number_id = pnid;
-    r.waba_id = waba;
-    r.active = 1;
-    assert_int_equal(cache_begin(c), 0);
-    assert_int_equal(configurations_put(c, &r, 0), 0);
-    assert_int_equal(cache_commit(c), 0);
-}
-
 static int setup(void **state)
 {
     struct fixture *f = xcalloc(1, sizeof(*f));
@@ -63,10 +47,10 @@ static int setup(void **state)
     path = xasprintf("%s/cache.db", f->dir);
     assert_int_equal(cache_open(&f->c, path, 0), 0);
     free(path);
-    put_configuration(f->c, CFG, "WA Main", 0, "200100300400500", "waba1");
-    put_configuration(f->c, CFG_DOI, "WA DOI", 1, "200100300400501", NULL);
-    put_configuration(f->c, CFG_WABA2, "WA Second", 0, "200100300400502",
-                      "waba1");
+    wa_put_configuration(f->c, CFG, "WA Main", 0, "200100300400500", "waba1");
+    wa_put_configuration(f->c, CFG_DOI, "WA DOI", 1, "200100300400501", NULL);
+    wa_put_configuration(f->c, CFG_WABA2, "WA Second", 0, "200100300400502",
+                         "waba1");
     f->opts.double_opt_in_window = 7 * DAY;
     clock_set_fixed(T0 + 100 * DAY);
     *state = f;
@@ -351,8 +335,8 @@ static void test_consent__quarantine_and_replay(void **state)
     assert_int_equal(applied, 0);
     assert_int_equal(waiting, 1);
     /* A sync brings the configuration: the next replay applies it. */
-    put_configuration(f->c, "6a1c0d6e-0000-0000-0000-000000000777", "New", 0,
-                      "777", NULL);
+    wa_put_configuration(f->c, "6a1c0d6e-0000-0000-0000-000000000777", "New", 0,
+                         "777", NULL);
     assert_int_equal(
         consent_quarantine_replay(f->c, &f->opts, &applied, &waiting), 0);
     assert_int_equal(applied, 1);

@@ -19,6 +19,7 @@
 #include "configurations.h"
 #include "consent.h"
 #include "testutil.h"
+#include "wa_cases.h"
 #include "xalloc.h"
 
 #define CFG "6a1c0d6e-0000-0000-0000-000000000001"     /* DOI off */
@@ -35,23 +36,6 @@ struct fixture {
     struct consent_options opts;
 };
 
-static void put_configuration(cache *c, const char *id, int doi,
-                              const char *pnid, const char *waba)
-{
-    struct configuration_record r;
-
-    memset(&r, 0, sizeof(r));
-    snprintf(r.id, sizeof(r.id), "%s", id);
-    r.name = "Shop";
-    r.double_opt_in = doi;
-    r.phone_number_id = pnid;
-    r.waba_id = waba;
-    r.active = 1;
-    assert_int_equal(cache_begin(c), 0);
-    assert_int_equal(configurations_put(c, &r, 0), 0);
-    assert_int_equal(cache_commit(c), 0);
-}
-
 static int setup(void **state)
 {
     struct fixture *f = xcalloc(1, sizeof(*f));
@@ -61,9 +45,10 @@ static int setup(void **state)
     path = xasprintf("%s/cache.db", f->dir);
     assert_int_equal(cache_open(&f->c, path, 0), 0);
     free(path);
-    put_configuration(f->c, CFG, 0, "200100300400500", "waba1");
-    put_configuration(f->c, CFG_DOI, 1, "200100300400501", NULL);
-    put_configuration(f->c, CFG_WABA2, 0, "200100300400502", "waba1");
+    wa_put_configuration(f->c, CFG, "Shop", 0, "200100300400500", "waba1");
+    wa_put_configuration(f->c, CFG_DOI, "Shop", 1, "200100300400501", NULL);
+    wa_put_configuration(f->c, CFG_WABA2, "Shop", 0, "200100300400502",
+                         "waba1");
     f->opts.double_opt_in_window = 7 * DAY;
     f->opts.send_messages = 1;
     clock_set_fixed(T0 + 100 * DAY);
